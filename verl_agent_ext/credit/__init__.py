@@ -1,0 +1,20 @@
+"""Step-level credit assignment over a `StepBatch`: episode-level, GiGPO, SCPO. Pure numpy/torch."""
+
+from verl_agent_ext.credit.batch import REQUIRED_METADATA_KEYS, StepBatch, step_batch_from_metadata
+from verl_agent_ext.credit.config import GiGPOConfig, SCPOConfig, gigpo_config_from, scpo_config_from
+from verl_agent_ext.credit.episode import compute_episode_level
+from verl_agent_ext.credit.gigpo import compute_gigpo
+from verl_agent_ext.credit.result import CreditResult
+
+__all__ = [
+    "REQUIRED_METADATA_KEYS",
+    "CreditResult",
+    "GiGPOConfig",
+    "SCPOConfig",
+    "StepBatch",
+    "compute_episode_level",
+    "compute_gigpo",
+    "gigpo_config_from",
+    "scpo_config_from",
+    "step_batch_from_metadata",
+]

@@ -1,0 +1,147 @@
+"""Hyperparameters of the step-level estimators, and reading them from verl's `algorithm` config section.
+
+verl users write e.g. `algorithm.gamma=0.95 +algorithm.gigpo.mode=mean_std_norm +algorithm.scpo.theta=0.8`.
+Unknown keys and unknown option values raise a ValueError listing the valid ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+EPISODE_NORM_OVER = ("steps", "trajectories")
+GIGPO_MODES = ("mean_norm", "mean_std_norm")
+SIMILARITIES = ("exact", "difflib", "embedding", "cross_encoder")
+SCPO_REFERENCES = ("longest", "shortest", "all")
+SCPO_STEP_TEXTS = ("obs_action", "action", "obs")
+SCPO_MATCHERS = ("embedding", "cross_encoder", "exact", "difflib")
+
+
+@dataclass(frozen=True)
+class GiGPOConfig:
+    """GiGPO: A = A^E + step_advantage_w * A^S (arXiv 2505.10978).
+
+    gamma: discount of env rewards inside a trajectory (step returns).
+    step_advantage_w: weight omega of the step channel.
+    mode: mean_norm (A = R - mean) or mean_std_norm (A = (R - mean) / (std + epsilon)), both channels.
+    episode_norm_over: "steps" (every step row enters its group's episode statistics, reference code) or
+        "trajectories" (one entry per trajectory, paper Eq. 3).
+    similarity: anchor-state grouping: exact text, or greedy clustering with a matcher (difflib, embedding,
+        cross_encoder) at similarity_thresh against each cluster's first member.
+    invalid_action_penalty: subtracted from the episode score and the step return of invalid steps.
+    model: encoder for similarity=embedding/cross_encoder (None: all-MiniLM-L6-v2 shipped offline).
+    """
+
+    gamma: float = 0.95
+    step_advantage_w: float = 1.0
+    mode: str = "mean_norm"
+    episode_norm_over: str = "steps"
+    similarity: str = "exact"
+    similarity_thresh: float = 0.95
+    invalid_action_penalty: float = 0.1
+    epsilon: float = 1e-6
+    model: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("gigpo.mode", self.mode, GIGPO_MODES)
+        _check_choice("gigpo.episode_norm_over", self.episode_norm_over, EPISODE_NORM_OVER)
+        _check_choice("gigpo.similarity", self.similarity, SIMILARITIES)
+        _check_range("gamma", self.gamma, 0.0, 1.0)
+        _check_range("gigpo.similarity_thresh", self.similarity_thresh, -1.0, 1.0)
+        _check_range("gigpo.epsilon", self.epsilon, 0.0, float("inf"))
+
+    @property
+    def use_std(self) -> bool:
+        return self.mode == "mean_std_norm"
+
+
+@dataclass(frozen=True)
+class SCPOConfig:
+    """SCPO: GiGPO whose step channel uses returns shaped by semantic credit from a successful sibling.
+
+    theta: similarity threshold; a failed step matched to a reference step with score M > theta earns
+        c = (M - theta) / (1 - theta) in (0, 1].
+    alpha: weight of the credit added to the step return, R~_t = R_t + alpha * c_t (reward units).
+    reference: which successful sibling(s) of the group: longest, shortest, or all (credit = best over them).
+    step_text: text compared per step: observation + action, action only, or observation only.
+    matcher: embedding (bi-encoder cosine), cross_encoder, exact, or difflib.
+    model: matcher model name or path (None: all-MiniLM-L6-v2 shipped offline).
+    gigpo: the GiGPO settings underneath (keys of `algorithm.gigpo`, overridable inside `algorithm.scpo`).
+    Defaults are justified in docs/credit.md.
+    """
+
+    theta: float = 0.85
+    alpha: float = 1.0
+    reference: str = "longest"
+    step_text: str = "obs_action"
+    matcher: str = "embedding"
+    model: str | None = None
+    gigpo: GiGPOConfig = field(default_factory=GiGPOConfig)
+
+    def __post_init__(self) -> None:
+        _check_choice("scpo.reference", self.reference, SCPO_REFERENCES)
+        _check_choice("scpo.step_text", self.step_text, SCPO_STEP_TEXTS)
+        _check_choice("scpo.matcher", self.matcher, SCPO_MATCHERS)
+        _check_range("scpo.theta", self.theta, -1.0, 1.0, include_high=False)
+        _check_range("scpo.alpha", self.alpha, 0.0, float("inf"))
+
+
+GIGPO_KEYS = tuple(f.name for f in fields(GiGPOConfig) if f.name != "gamma")
+SCPO_KEYS = tuple(f.name for f in fields(SCPOConfig) if f.name != "gigpo")
+
+
+def gigpo_config_from(config: Any = None) -> GiGPOConfig:
+    """GiGPOConfig from verl's `algorithm` section (DictConfig, dict, dataclass) or None (defaults).
+
+    Reads `gamma` and the `gigpo` sub-section; a GiGPOConfig is returned unchanged.
+    """
+    if isinstance(config, GiGPOConfig):
+        return config
+    options = _section(config, "gigpo", GIGPO_KEYS)
+    gamma = _get(config, "gamma", None)
+    if gamma is not None:
+        options["gamma"] = float(gamma)
+    return GiGPOConfig(**options)
+
+
+def scpo_config_from(config: Any = None) -> SCPOConfig:
+    """SCPOConfig from verl's `algorithm` section: `scpo` keys, plus gigpo keys from `gigpo` then from `scpo`.
+
+    A key given in `scpo` overrides the same key in `gigpo` (e.g. `algorithm.scpo.step_advantage_w=0.5`).
+    """
+    if isinstance(config, SCPOConfig):
+        return config
+    scpo_options = _section(config, "scpo", SCPO_KEYS + GIGPO_KEYS)
+    gigpo = gigpo_config_from(config)
+    overrides = {key: scpo_options.pop(key) for key in GIGPO_KEYS if key in scpo_options}
+    return SCPOConfig(**scpo_options, gigpo=replace(gigpo, **overrides))
+
+
+def _get(config: Any, key: str, default: Any) -> Any:
+    if config is None:
+        return default
+    if hasattr(config, "get"):
+        return config.get(key, default)
+    return getattr(config, key, default)
+
+
+def _section(config: Any, name: str, valid: tuple[str, ...]) -> dict[str, Any]:
+    """The `name` sub-section as a plain dict; unknown keys raise, listing the valid ones."""
+    section = _get(config, name, None) or {}
+    options = dict(section.items()) if hasattr(section, "items") else dict(vars(section))
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown key(s) {unknown} in algorithm.{name}; valid keys: {sorted(valid)}")
+    return options
+
+
+def _check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"{name}={value!r} is not a valid option; valid: {list(valid)}")
+
+
+def _check_range(name: str, value: float, low: float, high: float, include_high: bool = True) -> None:
+    ok = low <= value <= high if include_high else low <= value < high
+    if not ok:
+        bracket = "]" if include_high else ")"
+        raise ValueError(f"{name}={value!r} out of range [{low}, {high}{bracket}")

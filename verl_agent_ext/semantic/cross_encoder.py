@@ -1,0 +1,85 @@
+"""Cross-encoder matcher: a `sentence_transformers.CrossEncoder` reads each (query, key) pair jointly."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from verl_agent_ext.semantic.base import Matcher
+from verl_agent_ext.semantic.models import load_cross_encoder
+
+
+class CrossEncoderMatcher(Matcher):
+    """Sigmoid of a one-label cross-encoder's logit, in [0, 1] (the SCPO paper uses BGE-Reranker-v2-m3).
+
+    Each distinct (query, key) pair is scored at most once per call; scores stay in a bounded LRU cache across
+    calls. `scored_pairs` counts pairs sent to the model. Cost grows with the number of pairs, not texts.
+    """
+
+    name = "cross_encoder"
+
+    def __init__(
+        self, model: str | None = None, *, device: str | None = None, cache_size: int = 200_000, batch_size: int = 64
+    ) -> None:
+        self.model_name = model
+        self.device = device
+        self.cache_size = cache_size
+        self.batch_size = batch_size
+        self.scored_pairs = 0
+        self._cache: OrderedDict[tuple[str, str], float] = OrderedDict()
+
+    @property
+    def model(self):
+        """The underlying CrossEncoder (loaded on first use, shared within the process)."""
+        return load_cross_encoder(self.model_name, self.device)
+
+    def score_pairs(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
+        """Scores of (query, key) pairs. Returns float64 (len(pairs),)."""
+        unique = list(dict.fromkeys(pairs))
+        found = {pair: self._cache[pair] for pair in unique if pair in self._cache}
+        missing = [pair for pair in unique if pair not in found]
+        if missing:
+            scores = self.model.predict(
+                [list(pair) for pair in missing],
+                batch_size=self.batch_size,
+                activation_fn=torch.nn.Sigmoid(),
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+            self.scored_pairs += len(missing)
+            found.update(zip(missing, np.asarray(scores, dtype=np.float64).reshape(-1).tolist(), strict=True))
+        self._remember(found, touched=unique)
+        return np.asarray([found[pair] for pair in pairs], dtype=np.float64)
+
+    def similarity(self, queries: Sequence[str], keys: Sequence[str]) -> np.ndarray:
+        """Score of every pair. Returns float64 (len(queries), len(keys))."""
+        return self.similarity_blocks([(queries, keys)])[0]
+
+    def similarity_blocks(self, blocks: Sequence[tuple[Sequence[str], Sequence[str]]]) -> list[np.ndarray]:
+        """Every block's pairs go through the model in one `predict` call."""
+        pairs = [(query, key) for queries, keys in blocks for query in queries for key in keys]
+        flat = self.score_pairs(pairs)
+        results, start = [], 0
+        for queries, keys in blocks:
+            size = len(queries) * len(keys)
+            results.append(flat[start : start + size].reshape(len(queries), len(keys)))
+            start += size
+        return results
+
+    def clear_cache(self) -> None:
+        """Forget every cached score."""
+        self._cache.clear()
+
+    def _remember(self, scores: dict[tuple[str, str], float], touched: list[tuple[str, str]]) -> None:
+        if self.cache_size <= 0:
+            return
+        for pair in touched:
+            if pair in self._cache:
+                self._cache.move_to_end(pair)
+            else:
+                self._cache[pair] = scores[pair]
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
