@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
@@ -305,13 +306,13 @@ def _instruction(kind: ProductType, product: dict[str, Any], rng: random.Random)
     wanted = [(name, rng.choice(product["customization_options"][name])["value"]) for name in chosen_names]
     option_text = ", " + _join_phrases([f"{value} {name.lower()}" for name, value in wanted]) if wanted else ""
     text = rng.choice(_INSTRUCTION_TEMPLATES).format(
-        article="some" if kind.noun.endswith("s") else "an" if kind.noun[0] in "aeiou" else "a",
+        article="some" if kind.noun.endswith("s") else "a",
         attributes=_join_phrases(wanted_attributes),
         noun=kind.noun,
         options=option_text,
     )
     return {
-        "instruction": text,
+        "instruction": re.sub(r"\ba (?=[aeiou])", "an ", text),
         "instruction_attributes": wanted_attributes,
         "instruction_options": [value for _, value in wanted],
     }
