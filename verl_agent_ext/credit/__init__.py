@@ -5,6 +5,7 @@ from verl_agent_ext.credit.config import GiGPOConfig, SCPOConfig, gigpo_config_f
 from verl_agent_ext.credit.episode import compute_episode_level
 from verl_agent_ext.credit.gigpo import compute_gigpo
 from verl_agent_ext.credit.result import CreditResult
+from verl_agent_ext.credit.scpo import compute_scpo
 
 __all__ = [
     "REQUIRED_METADATA_KEYS",
@@ -14,6 +15,7 @@ __all__ = [
     "StepBatch",
     "compute_episode_level",
     "compute_gigpo",
+    "compute_scpo",
     "gigpo_config_from",
     "scpo_config_from",
     "step_batch_from_metadata",

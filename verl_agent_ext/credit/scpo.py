@@ -1,0 +1,120 @@
+"""SCPO (arXiv 2606.25852): GiGPO whose step channel credits failed steps that match a successful sibling.
+
+For every group (uid) with a success, each failed trajectory is aligned to a reference success:
+
+    M_ij = similarity(step_text of failed step i, step_text of reference step j)
+    matches = optimal monotone one-to-one alignment maximising sum c_ij over pairs with M_ij > theta
+    c_i = (M_ij - theta) / (1 - theta) for the reference step j matched to i, else 0        (in [0, 1])
+    R~_t = R_t + alpha * c_t        (failed trajectories only; after discounting, see docs/credit.md)
+    A = A^E (original outcome) + w * A^S(R~) over the GiGPO anchor-state groups.
+
+Groups without a success are untouched, so there SCPO equals GiGPO exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from verl_agent_ext.credit.alignment import align_batch
+from verl_agent_ext.credit.batch import StepBatch, group_first_row
+from verl_agent_ext.credit.config import SCPOConfig, scpo_config_from
+from verl_agent_ext.credit.gigpo import StepLayout, combine_channels, penalised_step_returns, step_layout
+from verl_agent_ext.credit.result import CreditResult
+from verl_agent_ext.credit.step_groups import group_size_stats
+from verl_agent_ext.semantic import Matcher, shared_matcher
+
+
+def step_texts(batch: StepBatch, step_text: str) -> np.ndarray:
+    """The text compared per step: "obs_action" (observation, newline, action), "action" or "obs". (n,)."""
+    if step_text == "action":
+        return batch.action_text
+    if step_text == "obs":
+        return batch.anchor_obs
+    return batch.anchor_obs + "\n" + batch.action_text
+
+
+def reference_pairs(batch: StepBatch, layout: StepLayout, reference: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(failed trajectory, reference trajectory) pairs to align, and each trajectory's success flag.
+
+    Returns (failed (P,), ref (P,), success (T,)), trajectory ids from `layout.traj`. The longest / shortest
+    success is chosen per group, ties broken by the smallest traj_uid (independent of row order).
+    """
+    first = group_first_row(layout.traj)
+    success = batch.episode_success[first]
+    traj_group = layout.group[first]
+    names = np.asarray([str(name) for name in batch.traj_uid[first]])
+    length = layout.traj_length
+    failed_list, ref_list = [], []
+    for group in np.unique(traj_group[success]):
+        members = np.flatnonzero(traj_group == group)
+        winners = members[success[members]]
+        losers = members[~success[members]]
+        if len(losers) == 0:
+            continue
+        if reference == "all":
+            refs = winners
+        else:
+            key = -length[winners] if reference == "longest" else length[winners]
+            refs = winners[np.lexsort((names[winners], key))[:1]]
+        failed_list.append(np.repeat(losers, len(refs)))
+        ref_list.append(np.tile(refs, len(losers)))
+    if not failed_list:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, success
+    return np.concatenate(failed_list), np.concatenate(ref_list), success
+
+
+def semantic_credit(
+    batch: StepBatch, layout: StepLayout, config: SCPOConfig, matcher: Matcher
+) -> tuple[np.ndarray, dict[str, float]]:
+    """Soft credit c (n,) of failed steps matched to their reference, and SCPO diagnostics."""
+    failed, refs, success = reference_pairs(batch, layout, config.reference)
+    texts = step_texts(batch, config.step_text)
+    time_order = np.lexsort((layout.position, layout.traj))  # rows by (trajectory, time)
+    starts = np.concatenate(([0], np.cumsum(layout.traj_length)))
+
+    def rows_of(traj: int) -> np.ndarray:
+        return time_order[starts[traj] : starts[traj + 1]]
+
+    blocks = [(list(texts[rows_of(f)]), list(texts[rows_of(r)])) for f, r in zip(failed, refs, strict=True)]
+    similarities = matcher.similarity_blocks(blocks) if blocks else []
+    weights = [np.where(m > config.theta, (m - config.theta) / (1.0 - config.theta), 0.0) for m in similarities]
+    credit = np.zeros(len(batch))
+    matched_pairs = 0
+    for f, w, pairs in zip(failed, weights, align_batch(weights), strict=True):
+        if len(pairs):
+            rows = rows_of(f)[pairs[:, 0]]
+            credit[rows] = np.maximum(credit[rows], w[pairs[:, 0], pairs[:, 1]])
+            matched_pairs += len(pairs)
+    failed_rows = ~success[layout.traj]
+    has_reference = np.isin(layout.traj, failed)
+    credited = credit > 0
+    diagnostics = {
+        "scpo/groups_with_reference": float(len(np.unique(layout.group[has_reference]))),
+        "scpo/failed_steps": float(failed_rows.sum()),
+        "scpo/failed_steps_with_reference": float(has_reference.sum()),
+        "scpo/credited_failed_step_share": float(credited.sum() / max(failed_rows.sum(), 1)),
+        "scpo/credited_share_with_reference": float(credited.sum() / max(has_reference.sum(), 1)),
+        "scpo/mean_credit": float(credit[credited].mean()) if credited.any() else 0.0,
+        "scpo/matched_pairs": float(matched_pairs),
+    }
+    return credit, diagnostics
+
+
+def compute_scpo(batch: StepBatch, config: SCPOConfig | None = None, matcher: Matcher | None = None) -> CreditResult:
+    """SCPO advantages of every step row.
+
+    batch: n step samples in any row order. config: SCPOConfig or verl's `algorithm` section (None: defaults).
+    matcher: overrides the matcher named by `config.matcher` (default: the process-wide shared one, whose
+    cache persists across calls). Anchor-state grouping follows `config.gigpo.similarity`.
+    """
+    config = scpo_config_from(config)
+    gigpo = config.gigpo
+    layout = step_layout(batch, gigpo)
+    step_returns = penalised_step_returns(batch, layout, gigpo)
+    diagnostics = group_size_stats(layout.step_group, "gigpo")
+    matcher = matcher or shared_matcher(config.matcher, config.model)
+    credit, scpo_diagnostics = semantic_credit(batch, layout, config, matcher)
+    diagnostics.update(scpo_diagnostics)
+    shaped = step_returns + config.alpha * credit
+    return combine_channels(batch, layout, gigpo, shaped, credit, diagnostics)
