@@ -165,9 +165,9 @@ class WebShopEnv(TextEnv):
         ]
         recent = list(history)[-self.history_length :] if self.history_length > 0 else []
         if recent:
-            lines.append(f"You have taken {len(history)} step(s) so far. The last {len(recent)}:")
-            first = len(history) - len(recent) + 1
-            for number, turn in enumerate(recent, start=first):
+            # Number turns from step_index: the caller may pass an already windowed history.
+            lines.append(f"You have taken {step_index} step(s) so far. The last {len(recent)}:")
+            for number, turn in enumerate(recent, start=step_index - len(recent) + 1):
                 lines.append(f"[step {number}] page: {page_text(turn.observation)}")
                 lines.append(f"[step {number}] action: {turn.action}")
         lines += [

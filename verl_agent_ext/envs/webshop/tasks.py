@@ -8,6 +8,7 @@ shares one copy of the products and one search index.
 
 from __future__ import annotations
 
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from verl_agent_ext.envs.webshop.generate import generate_catalog
 DEFAULT_GENERATED_PRODUCTS = 1000
 SPLITS = ("train", "dev", "test")
 _ORIGINAL_TEST, _ORIGINAL_DEV = 500, 1500
+_BUILD_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=8)
@@ -52,7 +54,10 @@ def get_catalog(
     (seed also draws the prices and price limits of any catalog).
     """
     resolved = None if data_dir is None else str(Path(data_dir).expanduser().resolve())
-    return _cached_catalog(resolved, goal_source, num_products, generated_products, seed)
+    with _BUILD_LOCK:  # pool threads creating environments at once build one shared catalog, not several
+        catalog = _cached_catalog(resolved, goal_source, num_products, generated_products, seed)
+        catalog.index  # noqa: B018 - build the search index now, under the lock
+    return catalog
 
 
 def split_range(num_goals: int, split: str) -> range:
