@@ -4,6 +4,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from verl_agent_ext.envs.webshop.search import BM25Index, analyse, stem
 from verl_agent_ext.envs.webshop.tasks import get_catalog
@@ -54,3 +56,46 @@ def test_search_returns_at_most_k_distinct_products(catalog):
     assert len(hits) == 50
     assert len({p.asin for p in hits}) == 50
     assert all("earbuds" in hits[i].title.lower() for i in range(10))
+
+
+def _naive_bm25(documents: list[str], query: str, k1: float = 0.9, b: float = 0.4) -> list[float]:
+    """Per-document BM25 written straight from the formula (the reference for the vectorised index)."""
+    docs = [analyse(d) for d in documents]
+    average = max(sum(len(d) for d in docs) / len(docs), 1.0)
+    scores = []
+    for doc in docs:
+        total = 0.0
+        for term in analyse(query):
+            df = sum(term in d for d in docs)
+            tf = doc.count(term)
+            if tf:
+                idf = math.log(1 + (len(docs) - df + 0.5) / (df + 0.5))
+                total += idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(doc) / average))
+        scores.append(total)
+    return scores
+
+
+_WORDS = st.sampled_from("red blue mug mugs cup tea teas green the of large small".split())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    documents=st.lists(st.lists(_WORDS, max_size=8).map(" ".join), min_size=1, max_size=12),
+    query=st.lists(_WORDS, min_size=1, max_size=4).map(" ".join),
+    k=st.integers(1, 6),
+)
+def test_index_matches_the_formula_and_ranks_by_score_then_id(documents, query, k):
+    index = BM25Index(documents)
+    expected = _naive_bm25(documents, query)
+    np.testing.assert_allclose(index.scores(query), expected, rtol=1e-5, atol=1e-6)
+    ranked = index.search(query, k)
+    reference = sorted(
+        (i for i, s in enumerate(index.scores(query)) if s > 0), key=lambda i: (-index.scores(query)[i], i)
+    )
+    assert ranked == reference[:k]
+
+
+def test_environments_share_one_catalog():
+    first, second = get_catalog(generated_products=1000, seed=0), get_catalog(generated_products=1000, seed=0)
+    assert first is second
+    assert get_catalog(generated_products=1000, seed=1) is not first
