@@ -1,0 +1,67 @@
+"""The environment agent loop with verl's real AgentLoopBase/AgentLoopOutput, a real tokenizer, a toy env."""
+
+from __future__ import annotations
+
+from verl_agent_ext.agent.env_agent_loop import STEP_METADATA_KEYS
+
+
+def test_one_output_per_step_with_contract_fields(play):
+    script = iter(["<think>left first</think><action>go left</action>", "I go <action>fly</action>"])
+    outputs, server = play(lambda prompt: next(script, "<action>go right</action>"))
+
+    assert len(outputs) == 5  # left (stays at 0), invalid, then three steps right
+    assert [o.extra_fields["step_index"] for o in outputs] == [0, 1, 2, 3, 4]
+    assert [o.extra_fields["action_text"] for o in outputs] == ["go left", "fly", "go right", "go right", "go right"]
+    assert [o.extra_fields["is_action_valid"] for o in outputs] == [True, False, True, True, True]
+    assert [o.extra_fields["step_reward"] for o in outputs] == [0.0, 0.0, 0.0, 0.0, 10.0]
+    assert [o.extra_fields["anchor_obs"] for o in outputs] == ["cell 0", "cell 0", "cell 0", "cell 1", "cell 2"]
+    assert len({o.extra_fields["traj_uid"] for o in outputs}) == 1
+    for output in outputs:
+        assert set(STEP_METADATA_KEYS) <= set(output.extra_fields)
+        assert set(output.extra_fields) == set(outputs[0].extra_fields)
+        assert output.extra_fields["episode_success"] is True
+        assert output.extra_fields["task_type"] == "walk"
+        assert output.extra_fields["min_global_steps"] == 3
+        assert output.reward_score == 10.0  # episode return on every step
+        assert output.extra_fields["reward_extra_info"] == {
+            "success": 1.0,
+            "episode_length": 5,
+            "episode_return": 10.0,
+        }
+
+
+def test_tokens_in_tokens_out(play, tokenizer):
+    outputs, server = play(lambda prompt: "<action>go right</action>")
+    assert len(outputs) == 3
+    for output, call in zip(outputs, server.calls, strict=True):
+        assert output.prompt_ids == call["prompt_ids"]
+        assert output.response_ids == call["response_ids"]  # the engine's ids, not re-encoded text
+        assert output.response_mask == [1] * len(call["response_ids"])
+        assert output.response_logprobs == [-0.25] * len(call["response_ids"])
+    # The prompt is the chat template around the env's text; the step's observation is in it.
+    assert "You are at cell 2." in tokenizer.decode(outputs[2].prompt_ids)
+    assert tokenizer.decode(outputs[2].prompt_ids).rstrip().endswith("assistant")
+
+
+def test_episode_cut_at_max_steps_is_a_failure(play):
+    outputs, _ = play(lambda prompt: "<action>go left</action>")
+    assert len(outputs) == 6  # env.max_steps in loop_config
+    assert all(o.extra_fields["episode_success"] is False for o in outputs)
+    assert all(o.reward_score == 0.0 for o in outputs)
+
+
+def test_history_window_drops_turns_to_fit(play, tokenizer, loop_config):
+    roomy, _ = play(lambda prompt: "<action>go left</action>")
+    assert roomy[3].prompt_ids.count(tokenizer.encode("Earlier", add_special_tokens=False)[0]) == 2
+    tight_length = len(roomy[0].prompt_ids) + 5  # room for the prompt without history only
+    tight, _ = play(lambda prompt: "<action>go left</action>", config=loop_config(tight_length))
+    for output in tight:
+        assert len(output.prompt_ids) <= tight_length
+        assert "Earlier" not in tokenizer.decode(output.prompt_ids)
+
+
+def test_response_truncated_to_response_length(play, loop_config):
+    long_answer = "<think>" + "very long reasoning " * 40 + "</think><action>go right</action>"
+    outputs, server = play(lambda prompt: long_answer, config=loop_config(response_length=16))
+    assert all(len(o.response_ids) == 16 for o in outputs)
+    assert outputs[0].extra_fields["is_action_valid"] is False  # the action tag was cut off

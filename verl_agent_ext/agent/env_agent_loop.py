@@ -1,0 +1,238 @@
+"""`EnvAgentLoop`: verl's `AgentLoopBase` playing one episode of a text environment, one output per step.
+
+In a verl worker the plugin registers it as `verl_agent_ext_env` (also listed in `agent_loops.yaml` for
+`actor_rollout_ref.rollout.agent.agent_loop_config_path`); a dataset row picks it with its `agent_name` column
+or `rollout.agent.default_agent_loop=verl_agent_ext_env`. verl's V1 trainer runs `rollout.n` sessions of each
+row (the group) and turns every returned `AgentLoopOutput` into one training row.
+
+Per step: window the prompt on token ids -> `server_manager.generate` (token ids in, token ids out; the
+response ids are the engine's, never re-encoded) -> `parse_action` on the decoded text -> `env.step`.
+
+Each output's `extra_fields` carries the estimator contract (same keys on every output):
+    traj_uid (str), step_index (int), anchor_obs (str), action_text (str), step_reward (float, env reward of the
+    step, no penalty), is_action_valid (bool), episode_success (bool), plus task_type (str), episode_length
+    (int), reward_extra_info (dict: success, episode_length, episode_return; verl's V1 trainer copies it and
+    reports it in validation) and the engine's own extra fields (min/max_global_steps).
+`reward_score` of every output is the episode return (sum of env rewards), so verl puts it on the last
+response token (`rm_scores`) of every step sample and skips its reward manager for these rows.
+
+Rows (written by `verl-agent-ext prepare-data`) name the task: `env_name`, `task_id`, `task_type`, `split`.
+Environment settings come from the trainer config's `env:` section (`verl_agent_ext.agent.config`).
+
+Outside a verl worker (the CPU trainer, tests), build it with `build_agent_loop`:
+
+    from verl_agent_ext.agent.env_agent_loop import build_agent_loop
+    from verl_agent_ext.agent.env_sessions import ThreadEnvPool
+    loop = build_agent_loop(config, server_manager, tokenizer, env_pool=ThreadEnvPool(max_workers=2))
+    outputs = await loop.run(sampling_params, env_name="alfworld", task_id=..., task_type=..., split="train")
+
+`config` is verl's composed `ppo_trainer` config (it reads `actor_rollout_ref.rollout.prompt_length` /
+`response_length`, `data` and `env`); `server_manager` is any object with verl's
+`async generate(request_id, *, prompt_ids, sampling_params, **kw) -> TokenOutput`; the tokenizer needs a chat
+template. Without `env_pool`, one `ThreadEnvPool` per process and `env` config is shared by all loops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import uuid4
+
+from omegaconf import DictConfig, OmegaConf
+from verl.experimental.agent_loop.agent_loop import (
+    AgentLoopBase,
+    AgentLoopMetrics,
+    AgentLoopOutput,
+    DictConfigWrap,
+)
+from verl.utils.dataset.rl_dataset import RLHFDataset
+from verl.workers.rollout.replica import TokenOutput
+
+from verl_agent_ext.agent.config import EnvLoopConfig
+from verl_agent_ext.agent.env_sessions import EnvPool, EnvSession, ThreadEnvPool
+from verl_agent_ext.agent.prompt import window_prompt
+from verl_agent_ext.envs.base import Observation, Task, Turn
+
+STEP_METADATA_KEYS = (
+    "traj_uid",
+    "step_index",
+    "anchor_obs",
+    "action_text",
+    "step_reward",
+    "is_action_valid",
+    "episode_success",
+)
+"""extra_fields keys the step-level estimators read (the contract of `verl_plugin.estimators`)."""
+
+_SHARED_POOLS: dict[str, ThreadEnvPool] = {}
+
+
+def shared_env_pool(env_config: EnvLoopConfig) -> ThreadEnvPool:
+    """The process-wide pool for these environment settings (verl builds a new agent loop per sample)."""
+    key = json.dumps([env_config.env_kwargs, env_config.pool_workers], sort_keys=True)
+    if key not in _SHARED_POOLS:
+        _SHARED_POOLS[key] = ThreadEnvPool(env_config.env_kwargs, max_workers=env_config.pool_workers)
+    return _SHARED_POOLS[key]
+
+
+def task_from_row(row: dict[str, Any], default_env: str) -> Task:
+    """The `Task` a dataset row names (columns env_name, task_id, task_type, split)."""
+    if "task_id" not in row:
+        raise ValueError(
+            f"dataset row has no 'task_id' column (columns: {sorted(row)}); write the data with "
+            "`verl-agent-ext prepare-data`"
+        )
+    return Task(
+        env=str(row.get("env_name") or default_env),
+        task_id=str(row["task_id"]),
+        task_type=str(row.get("task_type") or ""),
+        split=str(row.get("split") or "train"),
+    )
+
+
+@dataclass
+class _Step:
+    """One played step, before the episode outcome is known."""
+
+    prompt_ids: list[int]
+    response_ids: list[int]
+    response_logprobs: list[float] | None
+    anchor_obs: str
+    action_text: str
+    reward: float
+    valid: bool
+    generate_seconds: float
+    num_preempted: int
+    engine_fields: dict[str, Any]
+
+
+class EnvAgentLoop(AgentLoopBase):
+    """Plays one episode of the row's environment task and returns one `AgentLoopOutput` per step."""
+
+    def __init__(self, *args: Any, env_pool: EnvPool | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.prompt_length = int(self.rollout_config.prompt_length)
+        self.response_length = int(self.rollout_config.response_length)
+        self.env_config = EnvLoopConfig.from_mapping(self.config.get("env"))
+        self.env_pool = env_pool if env_pool is not None else shared_env_pool(self.env_config)
+
+    async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> list[AgentLoopOutput]:
+        """Play the episode of the task in `kwargs` (the dataset row); one output per step, in order."""
+        task = task_from_row(kwargs, self.env_config.name)
+        traj_uid = uuid4().hex
+        steps: list[_Step] = []
+        won = False
+        async with self.env_pool.session(task.env) as env:
+            observation = await env.reset(task)
+            history: list[Turn] = []
+            for step_index in range(self.env_config.max_steps):
+                prompt_ids = await asyncio.get_running_loop().run_in_executor(
+                    None, functools.partial(self._render_windowed, env, observation, history, step_index)
+                )
+                started = time.perf_counter()
+                generated: TokenOutput = await self.server_manager.generate(
+                    request_id=traj_uid, prompt_ids=prompt_ids, sampling_params=sampling_params
+                )
+                generate_seconds = time.perf_counter() - started
+                response_ids = list(generated.token_ids[: self.response_length])
+                response_text = self.tokenizer.decode(response_ids, skip_special_tokens=True)
+                parsed = env.parse_action(response_text, observation)
+                result = await env.step(parsed.action)
+                steps.append(
+                    _Step(
+                        prompt_ids=prompt_ids,
+                        response_ids=response_ids,
+                        response_logprobs=list(generated.log_probs[: self.response_length])
+                        if generated.log_probs
+                        else None,
+                        anchor_obs=observation.anchor,
+                        action_text=parsed.action,
+                        reward=float(result.reward),
+                        valid=parsed.valid and not result.invalid,
+                        generate_seconds=generate_seconds,
+                        num_preempted=generated.num_preempted if generated.num_preempted is not None else -1,
+                        engine_fields=dict(generated.extra_fields),
+                    )
+                )
+                history.append(Turn(observation=observation.text, action=parsed.action))
+                observation = result.observation
+                if result.done:
+                    won = result.won
+                    break
+        return self._outputs(steps, traj_uid, task, won)
+
+    def _render_windowed(
+        self, env: EnvSession, observation: Observation, history: Sequence[Turn], step_index: int
+    ) -> list[int]:
+        """Prompt ids of this step: chat template over the env's user prompt, history windowed to fit."""
+
+        def render(turns: Sequence[Turn]) -> list[int]:
+            messages = [{"role": "user", "content": env.format_prompt(observation, turns, step_index)}]
+            return self.continuous_token_builder.build_initial_tokens(messages)
+
+        prompt_ids, _ = window_prompt(render, history, self.env_config.history_length, self.prompt_length)
+        return prompt_ids
+
+    def _outputs(self, steps: list[_Step], traj_uid: str, task: Task, won: bool) -> list[AgentLoopOutput]:
+        episode_return = sum(step.reward for step in steps)
+        reward_extra_info = {
+            "success": float(won),
+            "episode_length": len(steps),
+            "episode_return": episode_return,
+        }
+        outputs = []
+        for index, step in enumerate(steps):
+            extra_fields = {
+                **step.engine_fields,
+                "traj_uid": traj_uid,
+                "step_index": index,
+                "anchor_obs": step.anchor_obs,
+                "action_text": step.action_text,
+                "step_reward": step.reward,
+                "is_action_valid": step.valid,
+                "episode_success": won,
+                "task_type": task.task_type,
+                "episode_length": len(steps),
+                "reward_extra_info": dict(reward_extra_info),
+            }
+            outputs.append(
+                AgentLoopOutput(
+                    prompt_ids=step.prompt_ids,
+                    response_ids=step.response_ids,
+                    response_mask=[1] * len(step.response_ids),
+                    response_logprobs=step.response_logprobs,
+                    reward_score=episode_return,
+                    num_turns=2,
+                    metrics=AgentLoopMetrics(
+                        generate_sequences=step.generate_seconds, num_preempted=step.num_preempted
+                    ),
+                    extra_fields=extra_fields,
+                )
+            )
+        return outputs
+
+
+def build_agent_loop(
+    config: DictConfig | dict[str, Any],
+    server_manager: Any,
+    tokenizer: Any,
+    env_pool: EnvPool | None = None,
+    processor: Any = None,
+) -> EnvAgentLoop:
+    """An `EnvAgentLoop` outside a verl worker (see the module docstring)."""
+    if not isinstance(config, DictConfig):
+        config = OmegaConf.create(config)
+    return EnvAgentLoop(
+        trainer_config=DictConfigWrap(config),
+        server_manager=server_manager,
+        tokenizer=tokenizer,
+        processor=processor,
+        dataset_cls=RLHFDataset,
+        data_config=DictConfigWrap(config.get("data", OmegaConf.create({}))),
+        env_pool=env_pool,
+    )
