@@ -69,6 +69,8 @@ def test_products_are_parsed_as_the_original_loader_does():
     assert (tea.pricing, tea.price_tag) == ([10.0, 14.0], "$10.0 to $14.0")
     assert 10.0 <= catalog.prices["B0TEST0002"] <= 14.0
     assert (mug.pricing, mug.attributes) == ([100.0], ["DUMMY_ATTR"])
+    listed = Catalog.from_records([dict(RAW_PRODUCTS[1], pricing=[3.5, 4.0])], ATTRIBUTES, HUMAN).products[0]
+    assert (listed.pricing, listed.price_tag) == ([3.5, 4.0], "$3.5 to $4.0")
     assert shoes.search_text() == (
         "acme navy running shoes light running shoes. breathable mesh upper color: navy | white, black, and size: 9, 10"
     )

@@ -92,8 +92,13 @@ class Goal:
         return list(self.goal_options)
 
 
-def _parse_pricing(raw: str | None) -> tuple[list[float], str]:
-    """Original convention: "$a" or "$a$b..." text -> ([a] or [a, b], display tag); missing -> $100."""
+def _parse_pricing(raw: str | list[float] | None) -> tuple[list[float], str]:
+    """Original convention: "$a" or "$a$b..." text -> ([a] or [a, b], display tag); missing -> $100.
+
+    A list of numbers (already parsed pricing) is accepted as well.
+    """
+    if isinstance(raw, list):
+        raw = "".join(f"${price}" for price in raw)
     prices = []
     for piece in (raw or "").split("$")[1:]:
         digits = re.sub(r"[^\d.]", "", piece)
