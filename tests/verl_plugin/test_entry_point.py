@@ -1,0 +1,41 @@
+"""The installed entry point really loads: `import verl` alone registers gigpo and scpo (fresh interpreter)."""
+
+import subprocess
+import sys
+from importlib.metadata import entry_points
+
+SCRIPT = """
+import sys
+import verl
+from verl.trainer.ppo.core_algos import get_adv_estimator_fn as g
+assert 'verl_agent_ext.verl_plugin' in sys.modules, 'plugin not imported by verl'
+print(g('scpo').__name__, g('gigpo').__name__)
+"""
+
+
+def test_entry_point_declared():
+    names = {ep.value for ep in entry_points(group="verl.plugins")}
+    assert "verl_agent_ext.verl_plugin" in names
+
+
+def test_import_verl_alone_registers_estimators(tmp_path):
+    env_cwd = tmp_path  # outside the checkout, so only the installed distribution can provide the plugin
+    completed = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=env_cwd, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert completed.stdout.split() == ["compute_scpo_advantage", "compute_gigpo_advantage"]
+
+
+def test_registration_is_idempotent_for_a_second_copy_of_the_module():
+    import importlib.util
+
+    from verl.trainer.ppo import core_algos
+
+    import verl_agent_ext.verl_plugin.estimators as estimators
+
+    spec = importlib.util.spec_from_file_location("estimators_second_copy", estimators.__file__)
+    copy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copy)  # registers again: must neither raise nor replace the first registration
+    assert core_algos.get_adv_estimator_fn("gigpo") is estimators.compute_gigpo_advantage
+    assert core_algos.get_adv_estimator_fn("scpo") is estimators.compute_scpo_advantage
