@@ -206,3 +206,25 @@ def test_expert_on_a_written_catalog_with_synthetic_goals(tmp_path):
     expert = make_policy("webshop", "expert", env)
     results = [_play(env, expert, task) for task in list_tasks("test", data_dir=tmp_path, goal_source="synthetic")]
     assert results and all(r.won for r in results)
+
+
+def test_bad_constructor_arguments_fail_early_with_the_valid_names(tmp_path):
+    with pytest.raises(ValueError, match="lexical"):
+        make_env("webshop", noun_tagger="nltk")
+    with pytest.raises(ValueError, match="human"):
+        make_env("webshop", goal_source="mturk")
+    with pytest.raises(FileNotFoundError, match="webshop-generate"):
+        make_env("webshop", data_dir=tmp_path)
+
+
+def test_spacy_tagger_loads_at_construction_or_says_what_is_missing():
+    try:
+        env = make_env("webshop", noun_tagger="spacy")
+    except RuntimeError as error:  # spaCy or en_core_web_sm not installed: the message names the fix
+        assert "en_core_web_sm" in str(error)
+        return
+    env.reset(_task(3))
+    _to_target_item(env)
+    for value in env.session.goal.option_values:
+        env.step(f"click[{value}]")
+    assert env.step("click[buy now]").info["score"] == 1.0

@@ -17,6 +17,7 @@ from verl_agent_ext.envs.base import Observation, ParsedAction, StepResult, Task
 from verl_agent_ext.envs.text import MAX_ACTION_CHARS, extract_action, normalise
 from verl_agent_ext.envs.webshop.site import DONE, SEP, ShopSession
 from verl_agent_ext.envs.webshop.tasks import DEFAULT_GENERATED_PRODUCTS, get_catalog
+from verl_agent_ext.envs.webshop.textmatch import NOUN_TAGGERS
 
 SEARCH_TEMPLATE = "search[<your query>]"
 SUCCESS_REWARD = 10.0
@@ -60,6 +61,9 @@ class WebShopEnv(TextEnv):
         noun_tagger: str = "lexical",
         history_length: int = 2,
     ):
+        if noun_tagger not in NOUN_TAGGERS:
+            raise ValueError(f"unknown noun tagger {noun_tagger!r}; valid names: {sorted(NOUN_TAGGERS)}")
+        NOUN_TAGGERS[noun_tagger]("warm up")  # load the tagger now: a missing spaCy model fails here, not mid-episode
         self.catalog = get_catalog(data_dir, goal_source, num_products, generated_products, seed)
         self.max_steps = max_steps
         self.show_attributes = show_attributes
