@@ -2,9 +2,9 @@
 
 Actions are the original `search[keywords]` and `click[button]`; observations are the original "simple" page
 text (`[SEP]`-separated). The episode ends on "Buy Now" (reward 10 if the purchase scores exactly 1, the raw
-score in `info["score"]`) or after `max_steps` steps (15, the published WebShop setting). An action that is not
-available (malformed, unknown button, empty search, search away from the search page, too long) is reported as
-invalid and changes nothing, as in the original, where such actions are no-ops.
+score in `info["score"]`) or after `max_steps` steps (15, the published WebShop setting; score 0). An action that
+is not available (malformed, unknown button, empty search, search away from the search page, too long) is
+reported as invalid and changes nothing, as in the original, where such actions are no-ops.
 """
 
 from __future__ import annotations
@@ -123,6 +123,8 @@ class WebShopEnv(TextEnv):
                 "r_option": score.r_option,
                 "r_price": score.r_price,
             }
+        elif done:
+            info["score"] = 0.0  # cut off before buying: the original's reward for an unfinished episode
         return StepResult(
             observation=self._observe(),
             reward=SUCCESS_REWARD if won else 0.0,
