@@ -9,3 +9,17 @@ AGENT_LOOP_NAME = "verl_agent_ext_env"
 """The name rows use in their `agent_name` column (or `rollout.agent.default_agent_loop`)."""
 
 AGENT_LOOP_TARGET = "verl_agent_ext.agent.env_agent_loop.EnvAgentLoop"
+
+STEP_METADATA_KEYS = (
+    "traj_uid",
+    "step_index",
+    "anchor_obs",
+    "action_text",
+    "step_reward",
+    "is_action_valid",
+    "episode_success",
+)
+"""Per-step extra_fields the step-level estimators read (with verl's `uid`): the estimator contract."""
+
+EPISODE_KEYS = ("task_type", "episode_length")
+"""Per-step extra_fields the plugin's episode metrics read."""

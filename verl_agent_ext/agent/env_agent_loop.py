@@ -58,17 +58,6 @@ from verl_agent_ext.agent.env_sessions import EnvPool, EnvSession, ThreadEnvPool
 from verl_agent_ext.agent.prompt import window_prompt
 from verl_agent_ext.envs.base import Observation, Task, Turn
 
-STEP_METADATA_KEYS = (
-    "traj_uid",
-    "step_index",
-    "anchor_obs",
-    "action_text",
-    "step_reward",
-    "is_action_valid",
-    "episode_success",
-)
-"""extra_fields keys the step-level estimators read (the contract of `verl_plugin.estimators`)."""
-
 _SHARED_POOLS: dict[str, ThreadEnvPool] = {}
 
 

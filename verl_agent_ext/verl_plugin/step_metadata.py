@@ -1,0 +1,328 @@
+"""The step-metadata hook: verl's V1 trainer hands `non_tensor_batch` to estimators that accept it.
+
+verl 0.9's `compute_advantage` calls a registered estimator with `token_level_rewards, response_mask, index,
+config` only, and the V1 trainer's `_compute_advantage` reads a fixed list of fields from TransferQueue, so a
+step-level estimator (`gigpo`, `scpo`) never sees which trajectory, step and observation a row belongs to. Two
+narrow, version-checked patches, installed when verl imports the patched modules (`post_import`):
+
+1. `verl.trainer.ppo.v1.trainer_base.PPOTrainer._compute_advantage`: reads the rows' `extra_fields` (written by
+   the agent loop) from TransferQueue, makes the step-metadata columns available to (2) for the duration of
+   the call, then adds episode metrics (success overall / per task type, length, invalid rate) and the
+   estimator's credit diagnostics to the iteration's metrics.
+2. `verl.trainer.ppo.v1.utils.compute_advantage` (the name the V1 trainer calls): for an estimator whose
+   signature has a `non_tensor_batch` parameter, calls it with `non_tensor_batch` = the batch's columns plus
+   the step metadata; every other estimator goes to verl's function unchanged.
+
+`check_config` fails at start-up (verl's `validate_config`, also wrapped) when a step-level estimator is
+selected and the metadata cannot flow: legacy trainer, unsupported verl version, or a patch that failed.
+The upstream change in `upstream/` makes verl do (2) itself; (1) stays until the V1 trainer forwards extras.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import logging
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from verl_agent_ext.agent import AGENT_LOOP_NAME, EPISODE_KEYS, STEP_METADATA_KEYS
+from verl_agent_ext.verl_plugin.metrics import episode_metrics
+from verl_agent_ext.verl_plugin.post_import import when_imported
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_VERL = ((0, 9), (0, 10))
+"""verl versions [low, high) whose trainer internals the patches were written against."""
+
+V1_TRAINER_MODULE = "verl.trainer.ppo.v1.trainer_base"
+V1_UTILS_MODULE = "verl.trainer.ppo.v1.utils"
+ESTIMATORS_GIVEN_NON_TENSOR_BATCH_BY_VERL = frozenset({"gdpo"})
+
+hook_status: dict[str, str] = {V1_TRAINER_MODULE: "not imported yet", V1_UTILS_MODULE: "not imported yet"}
+"""Per patched module: "installed" or why not."""
+
+_step_metadata: contextvars.ContextVar[dict[str, np.ndarray] | None] = contextvars.ContextVar(
+    "verl_agent_ext_step_metadata", default=None
+)
+
+
+def install() -> None:
+    """Ask to patch verl's V1 trainer modules when (or if already) imported. Called by the plugin."""
+    when_imported(V1_UTILS_MODULE, _patch_v1_utils)
+    when_imported(V1_TRAINER_MODULE, _patch_v1_trainer)
+    when_imported("verl.utils.config", _patch_validate_config)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Which estimators take the metadata
+# --------------------------------------------------------------------------------------------------------------
+
+
+def estimator_name(adv_estimator: Any) -> str:
+    """verl passes the name as a str or an `AdvantageEstimator` enum member."""
+    return str(getattr(adv_estimator, "value", adv_estimator))
+
+
+def estimator_taking_metadata(adv_estimator: Any) -> Callable[..., Any] | None:
+    """The registered estimator function if it has a `non_tensor_batch` parameter that verl does not fill."""
+    from verl.trainer.ppo import core_algos
+
+    name = estimator_name(adv_estimator)
+    if name in ESTIMATORS_GIVEN_NON_TENSOR_BATCH_BY_VERL:
+        return None
+    fn = core_algos.ADV_ESTIMATOR_REGISTRY.get(name)
+    if fn is None:
+        return None
+    return fn if "non_tensor_batch" in inspect.signature(fn).parameters else None
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Patch 2: compute_advantage passes non_tensor_batch
+# --------------------------------------------------------------------------------------------------------------
+
+
+def compute_advantage_passing_metadata(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap verl's `compute_advantage(data, adv_estimator, gamma, lam, num_repeat, norm_adv_by_std_in_grpo, config)`."""
+
+    @functools.wraps(original)
+    def compute_advantage(data: Any, adv_estimator: Any, *args: Any, **kwargs: Any) -> Any:
+        fn = estimator_taking_metadata(adv_estimator)
+        if fn is None:
+            return original(data, adv_estimator, *args, **kwargs)
+        bound = inspect.signature(original).bind(data, adv_estimator, *args, **kwargs)
+        bound.apply_defaults()
+        non_tensor_batch = dict(data.non_tensor_batch)
+        pending = _step_metadata.get()
+        if pending is not None:
+            rows = {len(column) for column in pending.values()}
+            if rows != {len(data)}:
+                raise RuntimeError(f"step metadata has {rows} rows but the advantage batch has {len(data)}")
+            non_tensor_batch.update(pending)
+        if "response_mask" not in data.batch.keys():
+            from verl.trainer.ppo.ray_trainer import compute_response_mask
+
+            data.batch["response_mask"] = compute_response_mask(data)
+        estimator_kwargs: dict[str, Any] = {
+            "token_level_rewards": data.batch["token_level_rewards"],
+            "response_mask": data.batch["response_mask"],
+            "config": bound.arguments["config"],
+            "non_tensor_batch": non_tensor_batch,
+        }
+        if "uid" in non_tensor_batch:
+            estimator_kwargs["index"] = non_tensor_batch["uid"]
+        advantages, returns = fn(**estimator_kwargs)
+        data.batch["advantages"] = advantages
+        data.batch["returns"] = returns
+        return data
+
+    compute_advantage.__verl_agent_ext_patch__ = True
+    return compute_advantage
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Patch 1: the V1 trainer fetches the step metadata and logs episode metrics
+# --------------------------------------------------------------------------------------------------------------
+
+
+def step_metadata_columns(
+    extra_fields: Sequence[dict[str, Any] | None], keys: Sequence[str], is_padding: Sequence[bool]
+) -> dict[str, np.ndarray] | None:
+    """(bs,) columns of STEP_METADATA_KEYS + EPISODE_KEYS from the rows' extra_fields, or None if absent.
+
+    verl's padding rows (copies of a real row, zero response mask) get a trajectory of their own so they
+    never join a real trajectory's step groups.
+    """
+    real = [fields for fields, pad in zip(extra_fields, is_padding, strict=True) if not pad]
+    if not real or not all(isinstance(fields, dict) and "traj_uid" in fields for fields in real):
+        return None
+    rows: list[dict[str, Any]] = []
+    for fields, key, pad in zip(extra_fields, keys, is_padding, strict=True):
+        if pad:
+            rows.append(_padding_row(key))
+        else:
+            missing = [name for name in STEP_METADATA_KEYS if name not in fields]
+            if missing:
+                raise ValueError(f"row {key}: extra_fields lack step metadata {missing}")
+            rows.append(fields)
+    columns = {}
+    for name in STEP_METADATA_KEYS + EPISODE_KEYS:
+        column = np.empty(len(rows), dtype=object)
+        column[:] = [row.get(name) for row in rows]
+        columns[name] = column
+    return columns
+
+
+def _padding_row(key: str) -> dict[str, Any]:
+    return {
+        "traj_uid": f"padding-{key}",
+        "step_index": 0,
+        "anchor_obs": "",
+        "action_text": "",
+        "step_reward": 0.0,
+        "is_action_valid": True,
+        "episode_success": False,
+        "task_type": "",
+        "episode_length": 1,
+    }
+
+
+def compute_advantage_with_step_metadata(original: Callable[..., Any], tq: ModuleType) -> Callable[..., Any]:
+    """Wrap `PPOTrainer._compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta`."""
+
+    @functools.wraps(original)
+    def _compute_advantage(self: Any, batch: Any, metrics: dict[str, Any]) -> Any:
+        algorithm = self.config.algorithm
+        fn = estimator_taking_metadata(algorithm.adv_estimator)
+        if fn is None and self.config.get("env") is None:
+            return original(self, batch, metrics)
+        fetched = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
+        is_padding = [bool(tag.get("is_padding", False)) for tag in batch.tags]
+        columns = step_metadata_columns(fetched.pop("extra_fields").tolist(), batch.keys, is_padding)
+        if columns is None:
+            if fn is not None:
+                raise ValueError(
+                    f"algorithm.adv_estimator={estimator_name(algorithm.adv_estimator)} needs step metadata in "
+                    f"every row's extra_fields, but the rollouts lack it: play them with the agent loop "
+                    f"'{AGENT_LOOP_NAME}' (dataset column agent_name or "
+                    f"actor_rollout_ref.rollout.agent.default_agent_loop={AGENT_LOOP_NAME})"
+                )
+            return original(self, batch, metrics)
+        token = _step_metadata.set({name: columns[name] for name in STEP_METADATA_KEYS})
+        try:
+            result = original(self, batch, metrics)
+        finally:
+            _step_metadata.reset(token)
+        real = ~np.asarray(is_padding, dtype=bool)
+        metrics.update(episode_metrics({name: column[real] for name, column in columns.items()}))
+        if fn is not None:
+            metrics.update(_credit_diagnostics(estimator_name(algorithm.adv_estimator)))
+        return result
+
+    _compute_advantage.__verl_agent_ext_patch__ = True
+    return _compute_advantage
+
+
+def _credit_diagnostics(name: str) -> dict[str, float]:
+    from verl_agent_ext.verl_plugin import estimators
+
+    if name not in estimators.STEP_ESTIMATORS:
+        return {}
+    return {f"credit/{key}": float(value) for key, value in estimators.last_diagnostics().items()}
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Installing the patches
+# --------------------------------------------------------------------------------------------------------------
+
+
+def verl_version_supported() -> tuple[bool, str]:
+    """(supported, version) of the installed verl."""
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    installed = version("verl")
+    release = Version(installed).release[:2]
+    low, high = SUPPORTED_VERL
+    return low <= release < high, installed
+
+
+def _patch(module: ModuleType, owner: Any, attribute: str, make: Callable[[Callable[..., Any]], Any]) -> None:
+    supported, installed = verl_version_supported()
+    if not supported:
+        hook_status[module.__name__] = (
+            f"verl {installed} is not supported by the step-metadata hook (written for verl >= 0.9, < 0.10)"
+        )
+        return
+    original = getattr(owner, attribute, None)
+    if original is None:
+        hook_status[module.__name__] = f"{module.__name__} has no {attribute}: verl's internals changed"
+        return
+    if getattr(original, "__verl_agent_ext_patch__", False):
+        hook_status[module.__name__] = "installed"
+        return
+    setattr(owner, attribute, make(original))
+    hook_status[module.__name__] = "installed"
+
+
+def _patch_v1_utils(module: ModuleType) -> None:
+    _patch(module, module, "compute_advantage", compute_advantage_passing_metadata)
+
+
+def _patch_v1_trainer(module: ModuleType) -> None:
+    tq = getattr(module, "tq", None)
+    trainer = getattr(module, "PPOTrainer", None)
+    if tq is None or trainer is None:
+        hook_status[module.__name__] = f"{module.__name__} lacks tq or PPOTrainer: verl's internals changed"
+        return
+    _patch(module, trainer, "_compute_advantage", lambda original: compute_advantage_with_step_metadata(original, tq))
+
+
+def _patch_validate_config(module: ModuleType) -> None:
+    original = getattr(module, "validate_config", None)
+    if original is None or getattr(original, "__verl_agent_ext_patch__", False):
+        return
+
+    @functools.wraps(original)
+    def validate_config(config: Any, *args: Any, **kwargs: Any) -> Any:
+        result = original(config, *args, **kwargs)
+        check_config(config)
+        return result
+
+    validate_config.__verl_agent_ext_patch__ = True
+    module.validate_config = validate_config
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Start-up check
+# --------------------------------------------------------------------------------------------------------------
+
+
+def check_config(config: Any) -> None:
+    """Raise at start-up if a step-level estimator is selected but its metadata cannot reach it.
+
+    Imports verl's V1 trainer modules (installing the patches in this process) and checks: the V1 trainer is
+    on, both patches are installed, and the `env` section (if any) is valid. Other estimators: no-op.
+    """
+    algorithm = config.get("algorithm") or {}
+    name = estimator_name(algorithm.get("adv_estimator", "gae"))
+    from verl_agent_ext.verl_plugin import estimators  # noqa: F401  (the step estimators must be registered)
+
+    if estimator_taking_metadata(name) is None:
+        return
+    if not config.trainer.get("use_v1", True):
+        raise ValueError(
+            f"algorithm.adv_estimator={name} needs one training row per environment step, which verl's legacy "
+            "trainer (trainer.use_v1=False) does not support: its agent-loop worker keeps one output per "
+            "session. Use the V1 trainer (trainer.use_v1=True, verl's default)."
+        )
+    import importlib
+
+    for module_name in (V1_UTILS_MODULE, V1_TRAINER_MODULE):
+        importlib.import_module(module_name)
+    broken = {module: status for module, status in hook_status.items() if status != "installed"}
+    if broken:
+        raise RuntimeError(
+            f"algorithm.adv_estimator={name} needs the verl_agent_ext step-metadata hook, which is not installed: "
+            f"{broken}. Use verl >=0.9.1,<0.10 with verl_agent_ext installed (plugins on: "
+            "VERL_USE_EXTERNAL_PLUGINS unset or naming verl_agent_ext)."
+        )
+    from verl_agent_ext.agent.config import EnvLoopConfig
+
+    EnvLoopConfig.from_mapping(config.get("env"))
+    default_loop = config.actor_rollout_ref.rollout.get("agent", {}).get("default_agent_loop")
+    if default_loop != AGENT_LOOP_NAME:
+        logger.warning(
+            "adv_estimator=%s: rollout.agent.default_agent_loop is %r; rows must name agent_name=%s",
+            name,
+            default_loop,
+            AGENT_LOOP_NAME,
+        )
+
+
+install()
