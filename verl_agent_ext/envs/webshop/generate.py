@@ -267,9 +267,10 @@ def _price_text(low: float, high: float, rng: random.Random) -> str:
 
 def _product(kind: ProductType, rng: random.Random, asins: set[str], titles: set[str]) -> dict[str, Any]:
     attributes = rng.sample(kind.attributes, rng.randint(2, 4))
-    options = {
-        name: sorted(rng.sample(values, min(len(values), rng.randint(2, 4)))) for name, values in kind.options.items()
-    }
+    options = {}
+    for name, values in kind.options.items():
+        offered = set(rng.sample(values, min(len(values), rng.randint(2, 4))))
+        options[name] = [value for value in values if value in offered]  # the pool's natural order (small < large)
     while True:
         in_title = " ".join(word.title() for word in attributes[: rng.randint(1, 2)])
         title = f"{_brand(rng)} {rng.choice(_DESCRIPTORS)} {in_title} {kind.noun.title()}"
