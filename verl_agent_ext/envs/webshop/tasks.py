@@ -72,13 +72,20 @@ def split_range(num_goals: int, split: str) -> range:
     return {"test": range(0, test_end), "dev": range(test_end, dev_end), "train": range(dev_end, num_goals)}[split]
 
 
-def list_tasks(split: str = "train", limit: int | None = None, **catalog_kwargs) -> list[Task]:
-    """The tasks of `split` (Task.task_id = goal index as text, task_type = product category), first `limit`.
+def list_tasks(
+    split: str = "train",
+    limit: int | None = None,
+    data_dir: str | Path | None = None,
+    goal_source: str = "human",
+    num_products: int | None = None,
+    generated_products: int = DEFAULT_GENERATED_PRODUCTS,
+    seed: int = 0,
+) -> list[Task]:
+    """The first `limit` tasks of `split` (Task.task_id = goal index as text, task_type = product category).
 
-    catalog_kwargs: as `get_catalog` (data_dir, goal_source, num_products, generated_products, seed); pass the
-    same values to the environment.
+    The catalog arguments are those of `get_catalog` / WebShopEnv: pass the environment's values.
     """
-    catalog = get_catalog(**catalog_kwargs)
+    catalog = get_catalog(data_dir, goal_source, num_products, generated_products, seed)
     indices = split_range(len(catalog.goals), split)
     if limit is not None:
         indices = indices[:limit]
