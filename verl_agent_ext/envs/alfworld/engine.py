@@ -1,0 +1,73 @@
+"""The ALFWorld game engine: TextWorld's PDDL environment with ALFWorld's name demangler, made fast enough.
+
+Two pure functions dominate TextWorld's reset and step time, and `make_engine` memoises both once per process:
+
+- the grammar: every observation and admissible command is rendered through TextWorld's text grammar, which
+  re-parses each template string with a PEG parser (tatsu) on every use. Parses are cached by string and
+  deep-copied before use, because TextWorld mutates the symbols it derives.
+- the PDDL translation: every `reset` translates the game's PDDL to Fast Downward's SAS format twice (about 0.2 s
+  each). Translations are cached by (domain, problem) text, so resetting or replaying a game seen before is cheap.
+  TextWorld only reads the translated task.
+
+Behaviour is unchanged (tests compare observations and admissible actions across replays and with the planner's
+walkthrough). Fast Downward's translator keeps global state (options, captured stdout), so one process must not
+run two engines at the same time from different threads: the env pool steps each process's envs one at a time.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from typing import Any
+
+_PATCHED = False
+
+
+def _patch_once() -> None:
+    global _PATCHED
+    if not _PATCHED:
+        _memoise_grammar_parser()
+        _memoise_pddl_translation()
+        _PATCHED = True
+
+
+def _memoise_grammar_parser() -> None:
+    from textworld.envs.pddl import textgen
+
+    parse = textgen._parse_and_convert
+
+    @functools.lru_cache(maxsize=4096)
+    def parse_cached(text: str, rule_name: str, trace: bool) -> Any:
+        return parse(text, rule_name=rule_name, trace=trace)
+
+    def parse_and_convert(text: str, rule_name: str = "symbols", trace: bool = False, **kwargs: Any) -> Any:
+        if kwargs or not isinstance(text, str):
+            return parse(text, rule_name=rule_name, trace=trace, **kwargs)
+        return copy.deepcopy(parse_cached(text, rule_name, bool(trace)))
+
+    textgen._parse_and_convert = parse_and_convert
+
+
+def _memoise_pddl_translation() -> None:
+    import fast_downward
+
+    translate = fast_downward.pddl2sas
+
+    @functools.lru_cache(maxsize=256)
+    def pddl2sas(domain: str, problem: str, verbose: bool = False, optimize: bool = False) -> Any:
+        return translate(domain, problem, verbose=verbose, optimize=optimize)
+
+    fast_downward.pddl2sas = pddl2sas
+
+
+def make_engine() -> Any:
+    """A TextWorld `PddlEnv` (own Fast Downward library copy) wrapped in ALFWorld's `AlfredDemangler`.
+
+    The engine's states carry the feedback text, `won` and `admissible_commands`.
+    """
+    import textworld
+    from alfworld.agents.environment.alfred_tw_env import AlfredDemangler
+    from textworld.envs.pddl import PddlEnv
+
+    _patch_once()
+    return AlfredDemangler()(PddlEnv(textworld.EnvInfos(admissible_commands=True, won=True)))
