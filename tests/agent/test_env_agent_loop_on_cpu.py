@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from verl_agent_ext.agent.env_agent_loop import STEP_METADATA_KEYS
+from verl_agent_ext.agent import STEP_METADATA_KEYS
 
 
 def test_one_output_per_step_with_contract_fields(play):
