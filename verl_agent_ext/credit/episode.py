@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from verl_agent_ext.credit.batch import StepBatch, contiguous_ids, group_first_row
+from verl_agent_ext.credit.batch import StepBatch, contiguous_ids, trajectory_layout
 from verl_agent_ext.credit.result import CreditResult
 
 
@@ -17,7 +17,7 @@ def penalised_scores(batch: StepBatch, invalid_action_penalty: float) -> np.ndar
 def relative_advantage(
     scores: np.ndarray,
     group_ids: np.ndarray,
-    traj_ids: np.ndarray,
+    position: np.ndarray,
     *,
     over: str = "steps",
     use_std: bool = False,
@@ -25,8 +25,9 @@ def relative_advantage(
 ) -> np.ndarray:
     """A^E = (score - mean_g) / F, F = std_g + epsilon (use_std) or 1. Returns float64 (n,).
 
-    scores, group_ids, traj_ids: (n,). over="steps": every row enters its group's statistics; "trajectories":
-    one entry per trajectory (its first row in row order). std is unbiased; a group with a single entry has
+    scores, group_ids, position (time position inside the trajectory): (n,). over="steps": every row enters
+    its group's statistics; "trajectories": one entry per trajectory, the score of its first step (the invalid
+    penalty makes scores differ between a trajectory's rows). std is unbiased; a group with a single entry has
     mean 0 and std 1.
 
     The statistics are float32 torch reductions over each group's entries in row order, as in verl's GRPO and
@@ -37,7 +38,7 @@ def relative_advantage(
     if over == "steps":
         entry_rows = np.arange(len(scores))
     elif over == "trajectories":
-        entry_rows = np.sort(group_first_row(traj_ids)) if len(traj_ids) else np.zeros(0, dtype=np.int64)
+        entry_rows = np.flatnonzero(position == 0)
     else:
         raise ValueError(f"over={over!r} is not valid; valid: ['steps', 'trajectories']")
     num_groups = int(group_ids.max()) + 1 if len(group_ids) else 0
@@ -68,9 +69,9 @@ def compute_episode_level(
 ) -> CreditResult:
     """Episode-level relative advantage for every step row (GRPO applied to step samples)."""
     group_ids = contiguous_ids(batch.uid)
-    traj_ids = contiguous_ids(batch.traj_uid)
+    position, _ = trajectory_layout(contiguous_ids(batch.traj_uid), batch.step_index)
     scores = penalised_scores(batch, invalid_action_penalty)
-    advantage = relative_advantage(scores, group_ids, traj_ids, over=over, use_std=use_std, epsilon=epsilon)
+    advantage = relative_advantage(scores, group_ids, position, over=over, use_std=use_std, epsilon=epsilon)
     zeros = np.zeros(len(batch))
     return CreditResult(
         advantage=advantage,

@@ -82,7 +82,7 @@ def combine_channels(
     episode_adv = relative_advantage(
         scores,
         layout.group,
-        layout.traj,
+        layout.position,
         over=config.episode_norm_over,
         use_std=config.use_std,
         epsilon=config.epsilon,
