@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -127,22 +128,51 @@ def loop_config() -> Callable[..., DictConfig]:
     return make_loop_config
 
 
+class CorridorSession:
+    """The EnvSession protocol over one CorridorEnv; env calls run in a thread like a real pool's."""
+
+    def __init__(self, env: CorridorEnv):
+        self.env = env
+
+    async def reset(self, task: Task) -> Observation:
+        return await asyncio.to_thread(self.env.reset, task)
+
+    async def step(self, action: str) -> StepResult:
+        return await asyncio.to_thread(self.env.step, action)
+
+    def format_prompt(self, observation: Observation, history: Sequence[Turn], step_index: int) -> str:
+        return self.env.format_prompt(observation, history, step_index)
+
+    def parse_action(self, response: str, observation: Observation) -> ParsedAction:
+        return self.env.parse_action(response, observation)
+
+
+class CorridorPool:
+    """The agent loop's pool protocol (`env_name`, `lease()`), one fresh corridor per lease."""
+
+    env_name = "corridor"
+
+    def __init__(self, length: int = 3):
+        self.length = length
+        self.leases = 0
+
+    @contextlib.asynccontextmanager
+    async def lease(self):
+        self.leases += 1
+        yield CorridorSession(CorridorEnv(length=self.length))
+
+
 @pytest.fixture
 def play(tokenizer, loop_config):
     """`play(respond, config=None, **row) -> (outputs, server)`: one corridor episode through the agent loop."""
     from verl_agent_ext.agent.env_agent_loop import build_agent_loop
-    from verl_agent_ext.agent.env_sessions import ThreadEnvPool
 
     row = {"env_name": "corridor", "task_id": "corridor-3", "task_type": "walk", "split": "train"}
 
     def run(respond: Callable[[str], str], config: DictConfig | None = None, **row_overrides: object):
-        pool = ThreadEnvPool(max_workers=2, factory=lambda name: CorridorEnv(length=3))
         server = ScriptedServerManager(tokenizer, respond)
-        loop = build_agent_loop(config or loop_config(), server, tokenizer, env_pool=pool)
-        try:
-            outputs = asyncio.run(loop.run({"temperature": 1.0}, **{**row, **row_overrides}))
-        finally:
-            pool.close()
+        loop = build_agent_loop(config or loop_config(), server, tokenizer, env_pools=[CorridorPool()])
+        outputs = asyncio.run(loop.run({"temperature": 1.0}, **{**row, **row_overrides}))
         return outputs, server
 
     return run

@@ -8,7 +8,11 @@ In the recipe (`recipe/scpo/config/*.yaml`) or as hydra overrides on verl's own 
       history_length: 2     # past (observation, action) turns shown in each prompt
       env_kwargs:           # per environment name: keyword arguments of its constructor
         alfworld: {}
-      pool_workers: 8       # threads that run environment work next to the event loop
+      pool:                 # environments per agent-loop worker process (verl_agent_ext.envs.pool.EnvPool)
+        backend: ray        # "ray": environments on Ray actors; "inprocess": one background thread
+        num_envs: 64        # concurrent episodes a worker process can play (more sessions wait)
+        num_workers: 4      # Ray actors per worker process (null: min(num_envs, 4))
+        cpus_per_worker: 0.5
 
 The invalid-action penalty is a hyperparameter of the estimator (`algorithm.gigpo.invalid_action_penalty`).
 """
@@ -21,6 +25,24 @@ from typing import Any
 
 from verl_agent_ext.envs.registry import ENV_REGISTRY
 
+POOL_BACKENDS = ("inprocess", "ray")
+
+
+@dataclass(frozen=True)
+class EnvPoolConfig:
+    """How each agent-loop worker process holds its environments (see the module docstring)."""
+
+    backend: str = "ray"
+    num_envs: int = 64
+    num_workers: int | None = 4
+    cpus_per_worker: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.backend not in POOL_BACKENDS:
+            raise ValueError(f"env.pool.backend={self.backend!r} is unknown; valid names: {list(POOL_BACKENDS)}")
+        if self.num_envs < 1 or (self.num_workers is not None and self.num_workers < 1):
+            raise ValueError(f"env.pool.num_envs ({self.num_envs}) and env.pool.num_workers must be >= 1")
+
 
 @dataclass(frozen=True)
 class EnvLoopConfig:
@@ -30,7 +52,7 @@ class EnvLoopConfig:
     max_steps: int = 50
     history_length: int = 2
     env_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    pool_workers: int = 8
+    pool: EnvPoolConfig = field(default_factory=EnvPoolConfig)
 
     def __post_init__(self) -> None:
         if self.name not in ENV_REGISTRY:
@@ -40,31 +62,32 @@ class EnvLoopConfig:
             raise ValueError(
                 f"env.env_kwargs names unknown environments {unknown}; valid names: {sorted(ENV_REGISTRY)}"
             )
-        if self.max_steps < 1 or self.history_length < 0 or self.pool_workers < 1:
+        if self.max_steps < 1 or self.history_length < 0:
             raise ValueError(
-                f"env.max_steps ({self.max_steps}) and env.pool_workers ({self.pool_workers}) must be >= 1, "
-                f"env.history_length ({self.history_length}) >= 0"
+                f"env.max_steps ({self.max_steps}) must be >= 1, env.history_length ({self.history_length}) >= 0"
             )
 
     @classmethod
     def from_mapping(cls, section: Mapping[str, Any] | None) -> EnvLoopConfig:
         """Build from the trainer config's `env` section (a DictConfig or dict; None gives the defaults)."""
-        if section is None:
-            return cls()
-        valid = {f.name for f in fields(cls)}
-        unknown = sorted(set(section) - valid)
-        if unknown:
-            raise ValueError(f"unknown keys in the env config section: {unknown}; valid keys: {sorted(valid)}")
-        values = {key: _plain(section[key]) for key in section}
+        values = _checked(cls, _plain(section) or {}, "env")
+        if "pool" in values:
+            values["pool"] = EnvPoolConfig(**_checked(EnvPoolConfig, values["pool"] or {}, "env.pool"))
         return cls(**values)
+
+
+def _checked(config_class: type, values: Mapping[str, Any], where: str) -> dict[str, Any]:
+    valid = {f.name for f in fields(config_class)}
+    unknown = sorted(set(values) - valid)
+    if unknown:
+        raise ValueError(f"unknown keys in the {where} config section: {unknown}; valid keys: {sorted(valid)}")
+    return dict(values)
 
 
 def _plain(value: Any) -> Any:
     """An OmegaConf container as plain Python (dict/list), anything else unchanged."""
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-    except ImportError:  # pragma: no cover - omegaconf ships with verl
-        return value
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
     if isinstance(value, DictConfig | ListConfig):
         return OmegaConf.to_container(value, resolve=True)
     return value

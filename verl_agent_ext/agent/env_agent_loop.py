@@ -22,21 +22,22 @@ Environment settings come from the trainer config's `env:` section (`verl_agent_
 Outside a verl worker (the CPU trainer, tests), build it with `build_agent_loop`:
 
     from verl_agent_ext.agent.env_agent_loop import build_agent_loop
-    from verl_agent_ext.agent.env_sessions import ThreadEnvPool
-    loop = build_agent_loop(config, server_manager, tokenizer, env_pool=ThreadEnvPool(max_workers=2))
+    from verl_agent_ext.envs.pool import EnvPool
+    pool = EnvPool("alfworld", num_envs=8, backend="inprocess")
+    loop = build_agent_loop(config, server_manager, tokenizer, env_pools=[pool])
     outputs = await loop.run(sampling_params, env_name="alfworld", task_id=..., task_type=..., split="train")
 
 `config` is verl's composed `ppo_trainer` config (it reads `actor_rollout_ref.rollout.prompt_length` /
 `response_length`, `data` and `env`); `server_manager` is any object with verl's
 `async generate(request_id, *, prompt_ids, sampling_params, **kw) -> TokenOutput`; the tokenizer needs a chat
-template. Without `env_pool`, one `ThreadEnvPool` per process and `env` config is shared by all loops.
+template. Without `env_pools`, one `EnvPool` per environment name, process and `env` config (`env.pool`) is
+shared by all loops. Many loops may share one pool: `lease()` waits while all its environments are lent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -54,19 +55,9 @@ from verl.utils.dataset.rl_dataset import RLHFDataset
 from verl.workers.rollout.replica import TokenOutput
 
 from verl_agent_ext.agent.config import EnvLoopConfig
-from verl_agent_ext.agent.env_sessions import EnvPool, EnvSession, ThreadEnvPool
+from verl_agent_ext.agent.env_sessions import EnvLeaser, EnvSession, shared_env_pool
 from verl_agent_ext.agent.prompt import window_prompt
 from verl_agent_ext.envs.base import Observation, Task, Turn
-
-_SHARED_POOLS: dict[str, ThreadEnvPool] = {}
-
-
-def shared_env_pool(env_config: EnvLoopConfig) -> ThreadEnvPool:
-    """The process-wide pool for these environment settings (verl builds a new agent loop per sample)."""
-    key = json.dumps([env_config.env_kwargs, env_config.pool_workers], sort_keys=True)
-    if key not in _SHARED_POOLS:
-        _SHARED_POOLS[key] = ThreadEnvPool(env_config.env_kwargs, max_workers=env_config.pool_workers)
-    return _SHARED_POOLS[key]
 
 
 def task_from_row(row: dict[str, Any], default_env: str) -> Task:
@@ -103,12 +94,20 @@ class _Step:
 class EnvAgentLoop(AgentLoopBase):
     """Plays one episode of the row's environment task and returns one `AgentLoopOutput` per step."""
 
-    def __init__(self, *args: Any, env_pool: EnvPool | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, env_pools: Sequence[EnvLeaser] = (), **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.prompt_length = int(self.rollout_config.prompt_length)
         self.response_length = int(self.rollout_config.response_length)
         self.env_config = EnvLoopConfig.from_mapping(self.config.get("env"))
-        self.env_pool = env_pool if env_pool is not None else shared_env_pool(self.env_config)
+        self.env_pools = {pool.env_name: pool for pool in env_pools}
+
+    def env_pool(self, env_name: str) -> EnvLeaser:
+        """The pool given for `env_name`, else the process-wide one built from the `env` config."""
+        if env_name in self.env_pools:
+            return self.env_pools[env_name]
+        if self.env_pools:
+            raise ValueError(f"no environment pool for {env_name!r}; pools given: {sorted(self.env_pools)}")
+        return shared_env_pool(self.env_config, env_name)
 
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> list[AgentLoopOutput]:
         """Play the episode of the task in `kwargs` (the dataset row); one output per step, in order."""
@@ -116,7 +115,7 @@ class EnvAgentLoop(AgentLoopBase):
         traj_uid = uuid4().hex
         steps: list[_Step] = []
         won = False
-        async with self.env_pool.session(task.env) as env:
+        async with self.env_pool(task.env).lease() as env:
             observation = await env.reset(task)
             history: list[Turn] = []
             for step_index in range(self.env_config.max_steps):
@@ -210,7 +209,7 @@ def build_agent_loop(
     config: DictConfig | dict[str, Any],
     server_manager: Any,
     tokenizer: Any,
-    env_pool: EnvPool | None = None,
+    env_pools: Sequence[EnvLeaser] = (),
     processor: Any = None,
 ) -> EnvAgentLoop:
     """An `EnvAgentLoop` outside a verl worker (see the module docstring)."""
@@ -223,5 +222,5 @@ def build_agent_loop(
         processor=processor,
         dataset_cls=RLHFDataset,
         data_config=DictConfigWrap(config.get("data", OmegaConf.create({}))),
-        env_pool=env_pool,
+        env_pools=env_pools,
     )

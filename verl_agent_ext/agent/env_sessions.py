@@ -1,23 +1,20 @@
-"""Async access to text environments for the agent loop, without blocking its event loop.
+"""What the agent loop needs from an environment pool, and the process-wide pools verl's workers use.
 
-The agent loop needs only `EnvPool.session(env_name)`: an async context manager that lends one environment
-for one episode. `ThreadEnvPool` is the in-process implementation: it keeps idle environments per name,
-creates new ones on demand, and runs `reset` / `step` in a thread pool so hundreds of concurrent episodes
-share one event loop. Any object with the same `session` method (e.g. a pool of Ray actors) can replace it.
+The agent loop only needs, per environment name, an object with `env_name` and `lease()`: an async context
+manager lending one environment for one episode (`EnvSession`: async `reset` / `step`, local `format_prompt` /
+`parse_action`). `verl_agent_ext.envs.pool.EnvPool` is that object (in-process or Ray actors); tests and the
+CPU trainer may pass any other.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
-from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Protocol
 
-from verl_agent_ext.envs.base import Observation, ParsedAction, StepResult, Task, TextEnv, Turn
-from verl_agent_ext.envs.registry import make_env
+from verl_agent_ext.agent.config import EnvLoopConfig
+from verl_agent_ext.envs.base import Observation, ParsedAction, StepResult, Task, Turn
 
 
 class EnvSession(Protocol):
@@ -32,73 +29,35 @@ class EnvSession(Protocol):
     def parse_action(self, response: str, observation: Observation) -> ParsedAction: ...
 
 
-class EnvPool(Protocol):
-    """Lends environments: `async with pool.session("alfworld") as env: ...`."""
+class EnvLeaser(Protocol):
+    """Environments of one kind: `async with pool.lease() as env: ...` (waits while all are lent)."""
 
-    def session(self, env_name: str) -> contextlib.AbstractAsyncContextManager[EnvSession]: ...
+    env_name: str
 
-
-class _ThreadSession:
-    """An `EnvSession` over one `TextEnv`, whose blocking calls run in the pool's executor."""
-
-    def __init__(self, env: TextEnv, executor: ThreadPoolExecutor):
-        self.env = env
-        self._executor = executor
-
-    async def reset(self, task: Task) -> Observation:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.env.reset, task)
-
-    async def step(self, action: str) -> StepResult:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self.env.step, action)
-
-    def format_prompt(self, observation: Observation, history: Sequence[Turn], step_index: int) -> str:
-        return self.env.format_prompt(observation, history, step_index)
-
-    def parse_action(self, response: str, observation: Observation) -> ParsedAction:
-        return self.env.parse_action(response, observation)
+    def lease(self) -> contextlib.AbstractAsyncContextManager[EnvSession]: ...
 
 
-class ThreadEnvPool:
-    """In-process pool of `TextEnv`s, reused across episodes.
+_shared_pools: dict[tuple[str, str], EnvLeaser] = {}
+_lock = threading.Lock()
 
-    env_kwargs: environment name -> constructor keyword arguments for `make_env`.
-    factory: builds an environment from its name (default: `make_env(name, **env_kwargs[name])`).
+
+def shared_env_pool(env_config: EnvLoopConfig, env_name: str) -> EnvLeaser:
+    """The process-wide `EnvPool` of `env_name` for these settings, built on first use.
+
+    verl builds a new agent loop object for every sample, so the environments must outlive them.
     """
+    from verl_agent_ext.envs.pool import EnvPool
 
-    def __init__(
-        self,
-        env_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
-        max_workers: int = 8,
-        factory: Callable[[str], TextEnv] | None = None,
-    ):
-        self.env_kwargs = {name: dict(kwargs) for name, kwargs in (env_kwargs or {}).items()}
-        self._factory = factory or (lambda name: make_env(name, **self.env_kwargs.get(name, {})))
-        self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="env")
-        self._idle: dict[str, list[TextEnv]] = defaultdict(list)
-        self._lock = threading.Lock()
-        self.created = 0
-
-    @contextlib.asynccontextmanager
-    async def session(self, env_name: str) -> AsyncIterator[EnvSession]:
-        env = await self._acquire(env_name)
-        try:
-            yield _ThreadSession(env, self._executor)
-        finally:
-            with self._lock:
-                self._idle[env_name].append(env)
-
-    async def _acquire(self, env_name: str) -> TextEnv:
-        with self._lock:
-            if self._idle[env_name]:
-                return self._idle[env_name].pop()
-            self.created += 1
-        return await asyncio.get_running_loop().run_in_executor(self._executor, self._factory, env_name)
-
-    def close(self) -> None:
-        """Close every idle environment and stop the threads (environments still lent are not touched)."""
-        with self._lock:
-            envs = [env for idle in self._idle.values() for env in idle]
-            self._idle.clear()
-        for env in envs:
-            env.close()
-        self._executor.shutdown(wait=False)
+    key = (env_name, repr(env_config))
+    with _lock:
+        if key not in _shared_pools:
+            pool = env_config.pool
+            _shared_pools[key] = EnvPool(
+                env_name,
+                num_envs=pool.num_envs,
+                backend=pool.backend,
+                env_kwargs=env_config.env_kwargs.get(env_name, {}),
+                num_workers=pool.num_workers,
+                cpus_per_worker=pool.cpus_per_worker,
+            )
+        return _shared_pools[key]
