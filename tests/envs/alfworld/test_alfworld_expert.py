@@ -1,0 +1,37 @@
+"""The planner expert solves generated games of all six task types; the random policy never crashes."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from verl_agent_ext.envs.alfworld.env import AlfworldEnv
+from verl_agent_ext.envs.alfworld.generator import TASK_TYPES
+from verl_agent_ext.envs.registry import make_policy
+
+
+def play(env, policy, task):
+    observation = env.reset(task)
+    while True:
+        result = env.step(policy.act(observation))
+        observation = result.observation
+        if result.done:
+            return result
+
+
+def test_expert_solves_at_least_99_percent_of_60_generated_tasks(alfworld_tasks):
+    assert Counter(task.task_type for task in alfworld_tasks) == {task_type: 10 for task_type in TASK_TYPES}
+    env = AlfworldEnv()
+    expert = make_policy("alfworld", "expert", env)
+    results = [play(env, expert, task) for task in alfworld_tasks]
+    failures = [task.task_id for task, result in zip(alfworld_tasks, results, strict=True) if not result.won]
+    assert len(failures) <= 0.01 * len(alfworld_tasks), failures
+    assert all(result.reward == 10.0 and not result.invalid for result in results if result.won)
+
+
+def test_random_policy_plays_to_the_step_limit_without_errors(task_per_type):
+    env = AlfworldEnv(max_steps=15)
+    policy = make_policy("alfworld", "random", env, seed=1)
+    for task in task_per_type.values():
+        result = play(env, policy, task)
+        assert result.done and (result.won or result.info["truncated"])
+        assert result.info["steps"] <= 15
