@@ -105,3 +105,16 @@ def test_environment_crash_truncates_episode_and_slot_recovers(tasks, monkeypatc
         asyncio.run(main())
     finally:
         pool.close()
+
+
+def test_pool_serves_one_event_loop_after_another(tasks):
+    pool = EnvPool("alfworld", num_envs=1)  # every second lease waits, in each loop
+
+    async def two_episodes():
+        return await asyncio.gather(play_pooled(pool, tasks[0], 0, steps=2), play_pooled(pool, tasks[1], 1, steps=2))
+
+    try:
+        first, second = asyncio.run(two_episodes()), asyncio.run(two_episodes())
+    finally:
+        pool.close()
+    assert first == second

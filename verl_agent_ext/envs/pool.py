@@ -181,7 +181,7 @@ class EnvHandle:
         """Give the environment back to the pool (idempotent)."""
         if not self._released:
             self._released = True
-            self._pool._free.put_nowait((self.worker_index, self.slot))
+            self._pool._queue().put_nowait((self.worker_index, self.slot))
 
 
 class EnvPool:
@@ -227,6 +227,7 @@ class EnvPool:
         # Interleave slots across workers so concurrent leases spread over processes.
         self._slots = [(w, s) for s in range(max(sizes)) for w, size in enumerate(sizes) if s < size]
         self._free: asyncio.Queue[tuple[int, int]] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._restart_lock: asyncio.Lock | None = None
         self.restarts = 0
 
@@ -235,12 +236,23 @@ class EnvPool:
         return len(self._workers)
 
     def _queue(self) -> asyncio.Queue[tuple[int, int]]:
-        # Created lazily so the pool can be built outside the event loop that uses it.
-        if self._free is None:
-            self._free = asyncio.Queue()
-            for slot in self._slots:
-                self._free.put_nowait(slot)
-            self._restart_lock = asyncio.Lock()
+        """The free slots, bound to the running event loop.
+
+        Built lazily so the pool can be created outside the loop that uses it, and moved to a new loop when the
+        caller runs one `asyncio.run` after another (asyncio queues and locks belong to a single loop).
+        """
+        loop = asyncio.get_running_loop()
+        if self._free is None or self._loop is not loop:
+            free = asyncio.Queue()
+            if self._free is None:
+                slots = list(self._slots)
+            else:
+                slots = []
+                while not self._free.empty():
+                    slots.append(self._free.get_nowait())
+            for slot in slots:
+                free.put_nowait(slot)
+            self._free, self._loop, self._restart_lock = free, loop, asyncio.Lock()
         return self._free
 
     async def acquire(self) -> EnvHandle:
