@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -71,6 +72,10 @@ class _EnvGroup:
 
     def ping(self) -> bool:
         return True
+
+    def pid(self) -> int:
+        """The process holding these environments (for memory measurements)."""
+        return os.getpid()
 
 
 class _InProcessWorker:
