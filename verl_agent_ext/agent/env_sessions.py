@@ -44,7 +44,8 @@ _lock = threading.Lock()
 def shared_env_pool(env_config: EnvLoopConfig, env_name: str) -> EnvLeaser:
     """The process-wide `EnvPool` of `env_name` for these settings, built on first use.
 
-    verl builds a new agent loop object for every sample, so the environments must outlive them.
+    verl builds a new agent loop object for every sample, so the environments must outlive them. The
+    environments get `max_steps=env.max_steps` unless `env.env_kwargs.<name>.max_steps` says otherwise.
     """
     from verl_agent_ext.envs.pool import EnvPool
 
@@ -56,7 +57,7 @@ def shared_env_pool(env_config: EnvLoopConfig, env_name: str) -> EnvLeaser:
                 env_name,
                 num_envs=pool.num_envs,
                 backend=pool.backend,
-                env_kwargs=env_config.env_kwargs.get(env_name, {}),
+                env_kwargs={"max_steps": env_config.max_steps, **env_config.env_kwargs.get(env_name, {})},
                 num_workers=pool.num_workers,
                 cpus_per_worker=pool.cpus_per_worker,
             )
