@@ -3,8 +3,9 @@
 Two pure functions dominate TextWorld's reset and step time, and `make_engine` memoises both once per process:
 
 - the grammar: every observation and admissible command is rendered through TextWorld's text grammar, which
-  re-parses each template string with a PEG parser (tatsu) on every use. Parses are cached by string and
-  deep-copied before use, because TextWorld mutates the symbols it derives.
+  re-parses each template string and each rule condition with a PEG parser (tatsu) on every use. Template parses
+  are cached by string and deep-copied before use, because TextWorld mutates the symbols it derives; condition
+  parses (`Rule.parse_conjunctive_query`) are only read, so the cached rule is shared.
 - the PDDL translation: every `reset` translates the game's PDDL to Fast Downward's SAS format twice (about 0.2 s
   each). Translations are cached by (domain, problem) text, so resetting or replaying a game seen before is cheap.
   TextWorld only reads the translated task.
@@ -46,6 +47,16 @@ def _memoise_grammar_parser() -> None:
         return copy.deepcopy(parse_cached(text, rule_name, bool(trace)))
 
     textgen._parse_and_convert = parse_and_convert
+
+    from textworld.logic import Rule
+
+    parse_query = Rule.parse_conjunctive_query
+
+    @functools.lru_cache(maxsize=4096)
+    def parse_query_cached(cls: type, expression: str) -> Any:
+        return parse_query(expression)
+
+    Rule.parse_conjunctive_query = classmethod(parse_query_cached)
 
 
 def _memoise_pddl_translation() -> None:
