@@ -173,3 +173,14 @@ def test_parse_action_reasons(task_per_type):
     assert not huge.valid
     # An invalid parse still steps safely.
     assert env.step(wrong.action).invalid and env.step(missing.action if not missing.valid else "").invalid
+
+
+def test_engine_leaves_sys_argv_alone(tmp_path):
+    import sys
+
+    from verl_agent_ext.envs.alfworld.generator import iter_generate
+
+    before = list(sys.argv)
+    (game,) = iter_generate(tmp_path, per_type=1, seed=77, task_types=("pick_and_place_simple",))
+    AlfworldEnv().reset(Task("alfworld", str(game.path)))  # first translation of a new game in this process
+    assert sys.argv == before

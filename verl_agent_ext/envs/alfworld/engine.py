@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import sys
 from typing import Any
 
 _PATCHED = False
@@ -66,7 +67,11 @@ def _memoise_pddl_translation() -> None:
 
     @functools.lru_cache(maxsize=256)
     def pddl2sas(domain: str, problem: str, verbose: bool = False, optimize: bool = False) -> Any:
-        return translate(domain, problem, verbose=verbose, optimize=optimize)
+        argv = sys.argv  # the translator rebinds sys.argv for its option parser: put the caller's back
+        try:
+            return translate(domain, problem, verbose=verbose, optimize=optimize)
+        finally:
+            sys.argv = argv
 
     fast_downward.pddl2sas = pddl2sas
 
