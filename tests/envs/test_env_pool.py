@@ -9,6 +9,7 @@ import pytest
 from verl_agent_ext.envs.alfworld.env import AlfworldEnv
 from verl_agent_ext.envs.alfworld.games import generated_tasks
 from verl_agent_ext.envs.alfworld.policies import RandomPolicy
+from verl_agent_ext.envs.base import Task
 from verl_agent_ext.envs.pool import EnvPool
 
 
@@ -118,3 +119,18 @@ def test_pool_serves_one_event_loop_after_another(tasks):
     finally:
         pool.close()
     assert first == second
+
+
+def test_reset_errors_of_the_environment_reach_the_caller(tasks):
+    pool = EnvPool("alfworld", num_envs=1)
+
+    async def main():
+        async with pool.lease() as env:
+            with pytest.raises(FileNotFoundError, match="game file not found"):
+                await env.reset(Task("alfworld", task_id="/nonexistent/game"))
+            assert (await env.reset(tasks[0])).admissible_actions
+
+    try:
+        asyncio.run(main())
+    finally:
+        pool.close()

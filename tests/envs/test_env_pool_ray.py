@@ -8,18 +8,22 @@ import pytest
 import ray
 
 from verl_agent_ext.envs.alfworld.games import generated_tasks
+from verl_agent_ext.envs.base import Task
 from verl_agent_ext.envs.pool import EnvPool
 
 
 @pytest.fixture(scope="module")
 def ray_pool():
     tasks = generated_tasks("train", per_type=10, seed=0)[::10][:4]
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    started_here = not ray.is_initialized()
+    if started_here:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     pool = EnvPool("alfworld", num_envs=4, backend="ray", num_workers=2)
     asyncio.run(pool.wait_ready())
     yield pool, tasks
     pool.close()
-    ray.shutdown()
+    if started_here:
+        ray.shutdown()
 
 
 def test_envs_are_spread_over_few_actors(ray_pool):
@@ -69,3 +73,15 @@ def test_killed_actor_is_restarted_and_its_episodes_truncated(ray_pool):
     restarts = pool.restarts
     asyncio.run(main())
     assert pool.restarts == restarts + 1
+
+
+def test_environment_errors_come_back_with_their_type(ray_pool):
+    pool, tasks = ray_pool
+
+    async def main():
+        async with pool.lease() as env:
+            with pytest.raises(FileNotFoundError, match="game file not found"):
+                await env.reset(Task("alfworld", task_id="/nonexistent/game"))
+            assert (await env.reset(tasks[0])).admissible_actions
+
+    asyncio.run(main())

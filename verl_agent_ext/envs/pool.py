@@ -23,7 +23,8 @@ Failures. If a worker dies (the actor process crashed or was killed) or an envir
 restarted (a fresh actor, or a fresh environment in-process). Every episode that was running there ends: the
 pending or next `step` returns `StepResult(done=True, info={"truncated": True, "error": ...})` with the episode's
 last observation, so no episode is silently dropped and nothing hangs. `reset` and `replay` rebuild the state from
-scratch, so they are retried once on the restarted worker.
+scratch, so they are retried once on the restarted worker; an error the environment itself raises there (a
+missing game file, ...) is re-raised as is.
 """
 
 from __future__ import annotations
@@ -44,11 +45,12 @@ BACKENDS = ("inprocess", "ray")
 
 
 class WorkerCrashed(RuntimeError):
-    """A worker died (whole_worker=True: all its episodes are lost) or one environment raised (only its own)."""
+    """A worker died (whole_worker=True: all its episodes are lost) or one environment raised `cause`."""
 
-    def __init__(self, message: str, whole_worker: bool) -> None:
+    def __init__(self, message: str, whole_worker: bool, cause: BaseException | None = None) -> None:
         super().__init__(message)
         self.whole_worker = whole_worker
+        self.cause = cause
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -90,7 +92,7 @@ class _InProcessWorker:
         try:
             return await loop.run_in_executor(self.executor, self.group.call, slot, method, argument)
         except Exception as error:
-            raise WorkerCrashed(f"{type(error).__name__}: {error}", whole_worker=False) from error
+            raise WorkerCrashed(f"{type(error).__name__}: {error}", whole_worker=False, cause=error) from error
 
     def restart(self) -> None:
         """Nothing to restart: environments run in this process and `_EnvGroup.call` replaces a failing one."""
@@ -118,7 +120,8 @@ class _RayWorker:
         except ray.exceptions.RayActorError as error:
             raise WorkerCrashed(f"worker died: {error}", whole_worker=True) from error
         except ray.exceptions.RayTaskError as error:
-            raise WorkerCrashed(f"environment raised: {error}", whole_worker=False) from error
+            cause = error.as_instanceof_cause()
+            raise WorkerCrashed(f"environment raised: {error}", whole_worker=False, cause=cause) from error
 
     def restart(self) -> None:
         import ray
@@ -312,6 +315,8 @@ class EnvPool:
                 observation = await state.worker.call(handle.slot, method, argument)
             except WorkerCrashed as crash:
                 await self._recover(handle, generation, crash)
+                if not crash.whole_worker and crash.cause is not None:
+                    raise crash.cause from None  # the environment rejected this call (e.g. a missing game)
                 if attempt == 1:
                     raise
                 continue
