@@ -35,7 +35,7 @@ def tokenizer():
 class ScriptedServerManager:
     """verl's server-manager interface answering with real token ids of scripted responses.
 
-    respond: (decoded prompt) -> response text; the reply is its token ids plus EOS, with log-probs.
+    respond: (decoded prompt) -> response text; the reply is its token ids plus EOS, with log-probs ("" -> no tokens).
     """
 
     def __init__(self, tokenizer, respond: Callable[[str], str]):
@@ -45,8 +45,11 @@ class ScriptedServerManager:
 
     async def generate(self, request_id, *, prompt_ids: list[int], sampling_params: dict, **kwargs) -> TokenOutput:
         prompt_text = self.tokenizer.decode(prompt_ids)
-        token_ids = self.tokenizer.encode(self.respond(prompt_text), add_special_tokens=False)
-        token_ids.append(self.tokenizer.eos_token_id)
+        text = self.respond(prompt_text)
+        # an empty text stands for an engine that returned no token at all
+        token_ids = (
+            self.tokenizer.encode(text, add_special_tokens=False) + [self.tokenizer.eos_token_id] if text else []
+        )
         self.calls.append({"request_id": request_id, "prompt_ids": list(prompt_ids), "response_ids": token_ids})
         return TokenOutput(
             token_ids=token_ids,

@@ -65,3 +65,10 @@ def test_response_truncated_to_response_length(play, loop_config):
     outputs, server = play(lambda prompt: long_answer, config=loop_config(response_length=16))
     assert all(len(o.response_ids) == 16 for o in outputs)
     assert outputs[0].extra_fields["is_action_valid"] is False  # the action tag was cut off
+
+
+def test_empty_response_keeps_one_masked_token_for_the_reward(play, tokenizer):
+    outputs, _ = play(lambda prompt: "")
+    first = outputs[0]
+    assert first.response_ids == [tokenizer.eos_token_id] and first.response_mask == [0]
+    assert first.extra_fields["is_action_valid"] is False

@@ -136,7 +136,7 @@ class EnvAgentLoop(AgentLoopBase):
                         prompt_ids=prompt_ids,
                         response_ids=response_ids,
                         response_logprobs=list(generated.log_probs[: self.response_length])
-                        if generated.log_probs
+                        if generated.log_probs is not None
                         else None,
                         anchor_obs=observation.anchor,
                         action_text=parsed.action,
@@ -175,6 +175,15 @@ class EnvAgentLoop(AgentLoopBase):
         }
         outputs = []
         for index, step in enumerate(steps):
+            response_ids, response_mask, logprobs = (
+                step.response_ids,
+                [1] * len(step.response_ids),
+                step.response_logprobs,
+            )
+            if not response_ids:
+                # verl puts the reward on the last response token: give an empty answer one masked EOS token.
+                response_ids, response_mask = [self.tokenizer.eos_token_id], [0]
+                logprobs = None if logprobs is None else [0.0]
             extra_fields = {
                 **step.engine_fields,
                 "traj_uid": traj_uid,
@@ -191,9 +200,9 @@ class EnvAgentLoop(AgentLoopBase):
             outputs.append(
                 AgentLoopOutput(
                     prompt_ids=step.prompt_ids,
-                    response_ids=step.response_ids,
-                    response_mask=[1] * len(step.response_ids),
-                    response_logprobs=step.response_logprobs,
+                    response_ids=response_ids,
+                    response_mask=response_mask,
+                    response_logprobs=logprobs,
                     reward_score=episode_return,
                     num_turns=2,
                     metrics=AgentLoopMetrics(
