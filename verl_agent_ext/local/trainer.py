@@ -249,11 +249,11 @@ class LocalTrainer:
         needs_all_rows = actor.use_kl_loss or actor.entropy_coeff != 0
         active = [i for i in range(len(rows)) if needs_all_rows or advantages[i].abs().sum() > 0]
         on_policy = config.ppo_epochs == 1
-        old_log_probs = None if on_policy else self._log_probs(rows, range(len(rows)), grad=False)
+        old_log_probs = None if on_policy else self._log_probs(rows, range(len(rows)))
         ref_log_probs = None
         if actor.use_kl_loss:
             with self.model.disable_adapter():
-                ref_log_probs = self._log_probs(rows, range(len(rows)), grad=False)
+                ref_log_probs = self._log_probs(rows, range(len(rows)))
 
         self.model.train()
         totals: dict[str, float] = {"actor/loss": 0.0}
@@ -263,7 +263,7 @@ class LocalTrainer:
             self.optimizer.zero_grad(set_to_none=True)
             for start in range(0, len(active), config.micro_batch_size):
                 index = active[start : start + config.micro_batch_size]
-                log_prob = self._log_probs(rows, index, grad=True)
+                log_prob, entropy = self._forward(rows, index, with_entropy=actor.entropy_coeff != 0)
                 old = log_prob.detach() if on_policy else old_log_probs[index]
                 loss, metrics = actor_loss(
                     actor,
@@ -272,6 +272,7 @@ class LocalTrainer:
                     advantages=advantages[index].to(log_prob.device),
                     response_mask=rows.response_mask[index].to(log_prob.device),
                     ref_log_prob=None if ref_log_probs is None else ref_log_probs[index],
+                    entropy=entropy,
                 )
                 loss.backward()
                 totals["actor/loss"] += loss.item()
@@ -293,20 +294,23 @@ class LocalTrainer:
                 totals[key] = float(np.mean(values))
         return totals
 
-    def _log_probs(self, rows: StepRows, index, grad: bool) -> torch.Tensor:
-        """(len(index), R) log-probs of the response tokens under the current model (logits / temperature)."""
+    @torch.no_grad()
+    def _log_probs(self, rows: StepRows, index) -> torch.Tensor:
+        """(len(index), R) log-probs of the response tokens under the current model, in micro-batches, no grad."""
         index = list(index)
-        if not index:
-            return torch.zeros((0, rows.responses.shape[1]))
-        outputs = []
-        for start in range(0, len(index), self.config.micro_batch_size):
-            chunk = index[start : start + self.config.micro_batch_size]
-            with torch.set_grad_enabled(grad):
-                outputs.append(self._forward(rows, chunk))
-        return torch.cat(outputs)
+        chunks = [
+            index[i : i + self.config.micro_batch_size] for i in range(0, len(index), self.config.micro_batch_size)
+        ]
+        return torch.cat([self._forward(rows, chunk)[0] for chunk in chunks])
 
-    def _forward(self, rows: StepRows, index: list[int]) -> torch.Tensor:
-        """One right-padded forward pass over prompt + response of rows `index`; (len(index), R)."""
+    def _forward(
+        self, rows: StepRows, index: list[int], with_entropy: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One right-padded forward pass over prompt + response of rows `index`.
+
+        Returns log-probs of the response tokens under softmax(logits / temperature) (verl's actor convention)
+        and, when asked, the per-token entropy of that distribution; both (len(index), R), 0 on padding.
+        """
         width_r = rows.responses.shape[1]
         lengths = [len(rows.prompts[i]) + int(rows.response_mask[i].sum()) for i in index]
         input_ids = torch.full((len(index), max(lengths)), self.tokenizer.pad_token_id, dtype=torch.long)
@@ -324,9 +328,12 @@ class LocalTrainer:
         picked = logits.gather(1, positions.to(self.device).unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
         if self.config.temperature > 0:
             picked = picked / self.config.temperature
-        log_probs = torch.log_softmax(picked.float(), dim=-1)
+        log_probs = torch.log_softmax(picked.float(), dim=-1)  # (b, R, vocab)
         tokens = rows.responses[index].to(self.device).unsqueeze(-1)
-        return log_probs.gather(-1, tokens).squeeze(-1) * rows.response_mask[index].to(self.device)
+        mask = rows.response_mask[index].to(self.device)
+        token_log_probs = log_probs.gather(-1, tokens).squeeze(-1) * mask
+        entropy = -(log_probs.exp() * log_probs).sum(-1) * mask if with_entropy else None
+        return token_log_probs, entropy
 
     # -- checkpoints and interrupts ----------------------------------------------------------------------------
 
