@@ -93,3 +93,21 @@ def test_unparseable_responses_are_penalised_not_fatal(tokenizer, loop_config, a
     assert all(o.extra_fields["episode_success"] is False and o.reward_score == 0.0 for o in outputs)
     # the state never changed: the environment's feedback (the anchor of later steps) says so
     assert [o.extra_fields["anchor_obs"] for o in outputs[1:]] == ["Nothing happens."] * 2
+
+
+def test_default_pool_comes_from_the_env_config(tokenizer, loop_config, alfworld_task):
+    """Without env_pools the loop builds the process-wide EnvPool from `env.pool` (as in a verl worker)."""
+    from verl_agent_ext.agent import env_sessions
+
+    config = loop_config(
+        prompt_length=1024, response_length=32, max_steps=2, pool={"backend": "inprocess", "num_envs": 1}
+    )
+    loop = build_agent_loop(config, RamblingServer(tokenizer), tokenizer)
+    try:
+        assert len(play(loop, alfworld_task)) == 2
+        pool = env_sessions.shared_env_pool(loop.env_config, "alfworld")
+        assert isinstance(pool, EnvPool) and pool.num_envs == 1
+        assert play(loop, alfworld_task)  # the same pool serves the next episode
+    finally:
+        env_sessions._shared_pools.clear()
+        pool.close()

@@ -10,8 +10,8 @@ In the recipe (`recipe/scpo/config/*.yaml`) or as hydra overrides on verl's own 
         alfworld: {}
       pool:                 # environments per agent-loop worker process (verl_agent_ext.envs.pool.EnvPool)
         backend: ray        # "ray": environments on Ray actors; "inprocess": one background thread
-        num_envs: 64        # concurrent episodes a worker process can play (more sessions wait)
-        num_workers: 4      # Ray actors per worker process (null: min(num_envs, 4))
+        num_envs: 32        # concurrent episodes per agent-loop worker process (verl runs 8; more sessions wait)
+        num_workers: 2      # Ray actors per agent-loop worker process (null: min(num_envs, 4))
         cpus_per_worker: 0.5
 
 The invalid-action penalty is a hyperparameter of the estimator (`algorithm.gigpo.invalid_action_penalty`).
@@ -33,8 +33,8 @@ class EnvPoolConfig:
     """How each agent-loop worker process holds its environments (see the module docstring)."""
 
     backend: str = "ray"
-    num_envs: int = 64
-    num_workers: int | None = 4
+    num_envs: int = 32
+    num_workers: int | None = 2
     cpus_per_worker: float = 0.5
 
     def __post_init__(self) -> None:

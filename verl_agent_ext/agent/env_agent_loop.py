@@ -101,13 +101,13 @@ class EnvAgentLoop(AgentLoopBase):
         self.env_config = EnvLoopConfig.from_mapping(self.config.get("env"))
         self.env_pools = {pool.env_name: pool for pool in env_pools}
 
-    def env_pool(self, env_name: str) -> EnvLeaser:
-        """The pool given for `env_name`, else the process-wide one built from the `env` config."""
+    async def env_pool(self, env_name: str) -> EnvLeaser:
+        """The pool given for `env_name`, else the process-wide one built from the `env` config (off the loop)."""
         if env_name in self.env_pools:
             return self.env_pools[env_name]
         if self.env_pools:
             raise ValueError(f"no environment pool for {env_name!r}; pools given: {sorted(self.env_pools)}")
-        return shared_env_pool(self.env_config, env_name)
+        return await asyncio.get_running_loop().run_in_executor(None, shared_env_pool, self.env_config, env_name)
 
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> list[AgentLoopOutput]:
         """Play the episode of the task in `kwargs` (the dataset row); one output per step, in order."""
@@ -115,7 +115,8 @@ class EnvAgentLoop(AgentLoopBase):
         traj_uid = uuid4().hex
         steps: list[_Step] = []
         won = False
-        async with self.env_pool(task.env).lease() as env:
+        pool = await self.env_pool(task.env)
+        async with pool.lease() as env:
             observation = await env.reset(task)
             history: list[Turn] = []
             for step_index in range(self.env_config.max_steps):
