@@ -8,6 +8,7 @@ import pytest
 
 from verl_agent_ext.envs.alfworld.generator import (
     TASK_TYPES,
+    UNSEEN_FLOOR_PLANS,
     GeneratorConfig,
     generate_game,
     iter_generate,
@@ -61,6 +62,14 @@ def test_closed_containers_knob():
     assert any(step.startswith("open ") for step in first_steps)
 
 
+@pytest.mark.parametrize("task_type", TASK_TYPES)
+def test_unseen_rooms_host_every_task_type_and_seen_rooms_exclude_them(task_type):
+    unseen = generate_game(task_type, 1, GeneratorConfig(rooms="unseen"))["traj_data"]["scene"]["floor_plan"]
+    assert unseen in UNSEEN_FLOOR_PLANS
+    seen = {generate_game(task_type, seed)["traj_data"]["scene"]["floor_plan"] for seed in range(3)}
+    assert not seen & UNSEEN_FLOOR_PLANS
+
+
 def test_bad_input_errors_list_valid_values():
     with pytest.raises(ValueError, match="pick_and_place_simple"):
         generate_game("make_coffee", seed=0)
@@ -68,6 +77,8 @@ def test_bad_input_errors_list_valid_values():
         GeneratorConfig(max_receptacles=1)
     with pytest.raises(ValueError, match="closed_target_prob"):
         GeneratorConfig(closed_target_prob=1.5)
+    with pytest.raises(ValueError, match="unseen"):
+        GeneratorConfig(rooms="outdoors")
 
 
 def test_written_layout(tmp_path):

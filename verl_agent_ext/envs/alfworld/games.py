@@ -26,9 +26,16 @@ OFFICIAL_SPLITS = {
     "eval_in_distribution": "valid_seen",
     "eval_out_of_distribution": "valid_unseen",
 }
-# Generated splits differ by seed offset; out-of-distribution games are also larger rooms with more distractors.
+# Generated splits differ by seed offset. As in ALFWorld, train and eval_in_distribution use the same (seen) rooms
+# and eval_out_of_distribution ALFRED's held-out rooms, here also with more receptacles and distractors.
 GENERATED_SPLIT_SEED_OFFSET = {"train": 0, "eval_in_distribution": 7_919, "eval_out_of_distribution": 104_729}
-OOD_CONFIG = GeneratorConfig(max_receptacles=16, distractors=10, extra_targets=1, closed_target_prob=0.5)
+GENERATED_SPLIT_CONFIG = {
+    "train": GeneratorConfig(),
+    "eval_in_distribution": GeneratorConfig(),
+    "eval_out_of_distribution": GeneratorConfig(
+        max_receptacles=16, distractors=10, extra_targets=1, closed_target_prob=0.5, rooms="unseen"
+    ),
+}
 DOWNLOAD_HINT = (
     "download the official ALFWorld data with `alfworld-download` (from `pip install alfworld`), then set "
     "ALFWORLD_DATA to the folder holding json_2.1.1/; or use generated games: "
@@ -111,9 +118,10 @@ def list_tasks(
 def generated_tasks(split: str = "train", per_type: int = 10, seed: int = 0, progress=None) -> list[Task]:
     """Tasks of a cached generated split (generated on first use, see `generator.default_games_dir`).
 
-    The three splits use disjoint seeds; eval_out_of_distribution also uses bigger, more cluttered rooms.
+    The three splits use disjoint seeds; eval_out_of_distribution is played in ALFRED's held-out rooms, with more
+    receptacles and distractors (`GENERATED_SPLIT_CONFIG`).
     """
     _check_split(split)
-    config = OOD_CONFIG if split == "eval_out_of_distribution" else GeneratorConfig()
+    config = GENERATED_SPLIT_CONFIG[split]
     folder = default_games_dir(per_type, seed + GENERATED_SPLIT_SEED_OFFSET[split], config, progress=progress)
     return list_tasks(split, games_dir=folder)

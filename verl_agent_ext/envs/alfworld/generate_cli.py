@@ -22,6 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--closed-target-prob", type=float, default=0.3, help="chance a target starts in a closed container (0.3)"
     )
+    parser.add_argument(
+        "--rooms", default="seen", help="seen (ALFRED training rooms), unseen (its 4 held-out rooms) or all (seen)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -50,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
             distractors=args.distractors,
             extra_targets=args.extra_targets,
             closed_target_prob=args.closed_target_prob,
+            rooms=args.rooms,
         )
     except ValueError as error:
         log.error("%s", error)

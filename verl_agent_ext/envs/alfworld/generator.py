@@ -50,6 +50,9 @@ LAMPS = ("DeskLamp", "FloorLamp")
 LAMP_HOLDERS = ("SideTable", "Desk", "Dresser", "DiningTable", "CoffeeTable", "Shelf", "TVStand", "ArmChair", "Sofa")
 # Basin receptacles are named after their parent in AI2-THOR ids ("Sink|...|SinkBasin"); their class is the suffix.
 BASINS = ("SinkBasin", "BathtubBasin")
+# The rooms ALFRED keeps out of training (its valid_unseen scenes, ALFWorld's eval_out_of_distribution).
+UNSEEN_FLOOR_PLANS = frozenset({"FloorPlan10", "FloorPlan219", "FloorPlan308", "FloorPlan424"})
+ROOM_SETS = ("seen", "unseen", "all")
 
 
 @dataclass(frozen=True)
@@ -60,12 +63,14 @@ class GeneratorConfig:
     distractors: non-target objects placed in the room.
     extra_targets: up to this many additional instances of the target class (more choice, more to search).
     closed_target_prob: probability that each target instance starts inside a closed (openable) receptacle.
+    rooms: "seen" (ALFRED's training rooms), "unseen" (its 4 held-out rooms, one per room type) or "all".
     """
 
     max_receptacles: int = 12
     distractors: int = 6
     extra_targets: int = 1
     closed_target_prob: float = 0.3
+    rooms: str = "seen"
 
     def __post_init__(self) -> None:
         if self.max_receptacles < 3:
@@ -74,6 +79,8 @@ class GeneratorConfig:
             raise ValueError("distractors and extra_targets must be >= 0")
         if not 0.0 <= self.closed_target_prob <= 1.0:
             raise ValueError(f"closed_target_prob must be in [0, 1], got {self.closed_target_prob}")
+        if self.rooms not in ROOM_SETS:
+            raise ValueError(f"unknown room set {self.rooms!r}; valid names: {list(ROOM_SETS)}")
 
 
 @dataclass(frozen=True)
@@ -167,10 +174,13 @@ def _load_room(floor_plan: str) -> _Room | None:
     return _Room(floor_plan, tuple(receptacles), frozenset(json.loads(objects_file.read_text())))
 
 
-def _floor_plans(task_type: str) -> list[str]:
+def _floor_plans(task_type: str, rooms: str) -> list[str]:
     vocabulary = _vocabulary()
-    rooms = sorted(vocabulary["valid_rooms"][task_type])
-    return [f"FloorPlan{n}" for room in rooms for n in vocabulary["scene_types"][room]]
+    room_types = sorted(vocabulary["valid_rooms"][task_type])
+    plans = [f"FloorPlan{n}" for room in room_types for n in vocabulary["scene_types"][room]]
+    if rooms == "all":
+        return plans
+    return [plan for plan in plans if (plan in UNSEEN_FLOOR_PLANS) == (rooms == "unseen")]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -255,8 +265,6 @@ def _furnish(
     kept = list(dict.fromkeys(needed))
     others = [r for r in room.receptacles if r not in kept]
     kept += rng.sample(others, max(0, min(len(others), config.max_receptacles - len(kept))))
-    # Every other instance of the goal class stays in too: the goal accepts any receptacle of that class.
-    kept += [r for r in room.receptacles if r.cls == task.parent and r not in kept]
     task.receptacles = sorted(kept, key=lambda r: r.thor_id)
 
     used_ids: set[str] = set()
@@ -400,7 +408,7 @@ def generate_game(task_type: str, seed: int, config: GeneratorConfig = Generator
         raise ValueError(f"unknown ALFWorld task type {task_type!r}; valid names: {list(TASK_TYPES)}")
     rng = random.Random(f"{task_type}:{seed}")
     domain, grammar, _ = _alfworld_files()
-    floor_plans = _floor_plans(task_type)
+    floor_plans = _floor_plans(task_type, config.rooms)
     for attempt in range(200):
         room = _load_room(rng.choice(floor_plans))
         task = _sample_task(room, task_type, config, rng) if room is not None else None
