@@ -27,7 +27,7 @@ class LocalTrainConfig:
 
     # run
     out_dir: str = "runs/local"
-    iterations: int = 6
+    iterations: int = 4
     seed: int = 0
     resume: bool = True  # continue from out_dir/checkpoint when it exists
     save_every: int = 1  # iterations between checkpoints (the last one and an interrupt always save)
@@ -43,11 +43,11 @@ class LocalTrainConfig:
     games_per_type: int = 2
     groups_per_iter: int = 2
     group_size: int = 4
-    max_steps: int = 4  # environment steps per episode
+    max_steps: int = 3  # environment steps per episode
     history_length: int = 1  # past turns in the prompt
-    max_actions: int = 20  # admissible actions listed in the prompt (ALFWorld)
+    max_actions: int = 10  # admissible actions listed in the prompt (ALFWorld)
     prompt_length: int = 512  # tokens
-    response_length: int = 48  # tokens per step
+    response_length: int = 24  # tokens per step
     # rollout
     temperature: float = 1.0
     top_p: float = 1.0
