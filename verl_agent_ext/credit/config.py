@@ -15,6 +15,8 @@ SIMILARITIES = ("exact", "difflib", "embedding", "cross_encoder")
 SCPO_REFERENCES = ("longest", "shortest", "all")
 SCPO_STEP_TEXTS = ("obs_action", "action", "obs")
 SCPO_MATCHERS = ("embedding", "cross_encoder", "exact", "difflib")
+# Default SCPO threshold per matcher (docs/credit.md: measured score distributions for the embedding default).
+DEFAULT_THETA = {"embedding": 0.85, "cross_encoder": 0.6, "exact": 0.5, "difflib": 0.8}
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,8 @@ class SCPOConfig:
     """SCPO: GiGPO whose step channel uses returns shaped by semantic credit from a successful sibling.
 
     theta: similarity threshold; a failed step matched to a reference step with score M > theta earns
-        c = (M - theta) / (1 - theta) in (0, 1].
+        c = (M - theta) / (1 - theta) in (0, 1]. None: the matcher's default (DEFAULT_THETA), because scores
+        live on different scales (MiniLM cosine of two unrelated ALFWorld steps is already ~0.5-0.7).
     alpha: weight of the credit added to the step return, R~_t = R_t + alpha * c_t (reward units).
     reference: which successful sibling(s) of the group: longest, shortest, or all (credit = best over them).
     step_text: text compared per step: observation + action, action only, or observation only.
@@ -70,8 +73,8 @@ class SCPOConfig:
     Defaults are justified in docs/credit.md.
     """
 
-    theta: float = 0.85
-    alpha: float = 1.0
+    theta: float | None = None
+    alpha: float = 0.5
     reference: str = "longest"
     step_text: str = "obs_action"
     matcher: str = "embedding"
@@ -82,6 +85,8 @@ class SCPOConfig:
         _check_choice("scpo.reference", self.reference, SCPO_REFERENCES)
         _check_choice("scpo.step_text", self.step_text, SCPO_STEP_TEXTS)
         _check_choice("scpo.matcher", self.matcher, SCPO_MATCHERS)
+        if self.theta is None:
+            object.__setattr__(self, "theta", DEFAULT_THETA[self.matcher])
         _check_range("scpo.theta", self.theta, -1.0, 1.0, include_high=False)
         _check_range("scpo.alpha", self.alpha, 0.0, float("inf"))
 

@@ -42,21 +42,21 @@ def relative_advantage(
     else:
         raise ValueError(f"over={over!r} is not valid; valid: ['steps', 'trajectories']")
     num_groups = int(group_ids.max()) + 1 if len(group_ids) else 0
-    scores32 = torch.as_tensor(scores, dtype=torch.float32)
-    mean = torch.zeros(num_groups, dtype=torch.float32)
-    std = torch.ones(num_groups, dtype=torch.float32)
     entry_groups = group_ids[entry_rows]
     order = np.argsort(entry_groups, kind="stable")  # entries grouped, row order kept inside each group
-    bounds = np.searchsorted(entry_groups[order], np.arange(num_groups + 1))
+    bounds = np.searchsorted(entry_groups[order], np.arange(num_groups + 1)).tolist()
+    grouped = torch.as_tensor(scores[entry_rows[order]], dtype=torch.float32)
+    mean = np.zeros(num_groups, dtype=np.float32)
+    std = np.ones(num_groups, dtype=np.float32)
     for group in range(num_groups):
-        rows = entry_rows[order[bounds[group] : bounds[group + 1]]]
-        if len(rows) > 1:
-            values = scores32[torch.as_tensor(rows)]
-            mean[group], std[group] = values.mean(), values.std()
-    index = torch.as_tensor(group_ids)
-    centred = scores32 - mean[index]
-    advantage = centred / (std[index] + epsilon) if use_std else centred
-    return advantage.double().numpy()
+        start, stop = bounds[group], bounds[group + 1]
+        if stop - start > 1:
+            values = grouped[start:stop]
+            mean[group], std[group] = values.mean().item(), values.std().item()
+    scores32 = scores.astype(np.float32)
+    centred = scores32 - mean[group_ids]
+    advantage = centred / (std[group_ids] + np.float32(epsilon)) if use_std else centred
+    return advantage.astype(np.float64)
 
 
 def compute_episode_level(
