@@ -71,13 +71,6 @@ class AlfworldEnv(TextEnv):
         """Steps of the running episode (valid and invalid ones)."""
         return self._steps
 
-    @property
-    def observation(self) -> Observation:
-        """The latest observation of the running episode."""
-        if self._observation is None:
-            raise RuntimeError("no episode: call reset(task) first")
-        return self._observation
-
     def reset(self, task: Task) -> Observation:
         path = game_file(task.task_id)
         engine = self._load(path)
@@ -106,15 +99,6 @@ class AlfworldEnv(TextEnv):
         observation = self._make_observation(state.feedback, state["admissible_commands"])
         return self._finish(observation, won=bool(state["won"]), invalid=False, invalid_reason=None)
 
-    def replay(self, actions: Sequence[str]) -> Observation:
-        """Restore the state after `actions` (a prefix of an episode of the current task): reset + re-step."""
-        if self._task is None:
-            raise RuntimeError("replay() needs a task: call reset(task) first")
-        observation = self.reset(self._task)
-        for action in actions:
-            observation = self.step(action).observation
-        return observation
-
     def format_prompt(self, observation: Observation, history: Sequence[Turn], step_index: int) -> str:
         return format_prompt(observation, history, step_index, self.prompt)
 
@@ -125,13 +109,7 @@ class AlfworldEnv(TextEnv):
         self._engine = None
         self._loaded_file = None
 
-    # -- extras used by the expert and the tests -----------------------------------------------------------
-
-    def traj_data(self) -> dict[str, Any]:
-        """traj_data.json of the current game (task type, pddl_params)."""
-        if self._loaded_file is None:
-            raise RuntimeError("no game loaded: call reset(task) first")
-        return read_traj_data(self._loaded_file.parent)
+    # -- extras used by the expert and the anchor -----------------------------------------------------------
 
     def plan(self) -> list[str]:
         """An optimal action sequence from the current state to the goal (Fast Downward); [] if none."""
