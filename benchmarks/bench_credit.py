@@ -116,6 +116,26 @@ def naive_gigpo(batch: StepBatch, config: GiGPOConfig) -> np.ndarray:
     return np.asarray(episode) + config.step_advantage_w * np.asarray(step)
 
 
+def similarity_profile(batch: StepBatch, encoder: EmbeddingMatcher, groups: int) -> None:
+    """Percentiles of MiniLM cosine between distinct step texts of the same group, by kind of pair (for theta)."""
+    kinds: dict[str, list[float]] = defaultdict(list)
+    for uid in list(dict.fromkeys(batch.uid))[:groups]:
+        rows = np.flatnonzero(batch.uid == uid)
+        pairs = list(dict.fromkeys(zip(batch.anchor_obs[rows], batch.action_text[rows], strict=True)))
+        scores = encoder.similarity([f"{o}\n{a}" for o, a in pairs], [f"{o}\n{a}" for o, a in pairs])
+        for i, (obs_i, act_i) in enumerate(pairs):
+            for j in range(i + 1, len(pairs)):
+                obs_j, act_j = pairs[j]
+                kind = ("same" if act_i == act_j else "other") + " action, " + ("same" if obs_i == obs_j else "other")
+                kinds[kind + " observation"].append(scores[i, j])
+    print("\n| pair of distinct step texts (obs + action) | pairs | p50 | p90 | p99 | share > 0.85 |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for kind, values in sorted(kinds.items()):
+        p50, p90, p99 = np.percentile(values, [50, 90, 99])
+        share = np.mean(np.asarray(values) > 0.85)
+        print(f"| {kind} | {len(values)} | {p50:.2f} | {p90:.2f} | {p99:.2f} | {share:.1%} |")
+
+
 def median_ms(fn: Callable[[], object], repeats: int, setup: Callable[[], object] | None = None) -> float:
     times = []
     for _ in range(repeats):
@@ -134,6 +154,13 @@ def main() -> None:
     parser.add_argument("--trajectories", type=int, default=8)
     parser.add_argument("--max-steps", type=int, default=50)
     parser.add_argument("--cold-repeats", type=int, default=1, help="repeats of the (slow) cold-cache encodings")
+    parser.add_argument(
+        "--similarity-profile",
+        type=int,
+        default=0,
+        metavar="GROUPS",
+        help="only print MiniLM similarity percentiles over the distinct step texts of GROUPS groups",
+    )
     args = parser.parse_args()
 
     batch = alfworld_like_batch(args.groups, args.trajectories, args.max_steps)
@@ -146,6 +173,9 @@ def main() -> None:
         flush=True,
     )
 
+    if args.similarity_profile:
+        similarity_profile(batch, EmbeddingMatcher(), args.similarity_profile)
+        return
     gigpo = GiGPOConfig(gamma=0.95)
     np.testing.assert_allclose(naive_gigpo(batch, gigpo), compute_gigpo(batch, gigpo).advantage, atol=1e-4)
     encoder = EmbeddingMatcher()
