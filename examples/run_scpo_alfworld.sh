@@ -7,8 +7,8 @@
 set -euo pipefail
 exec bash "$(dirname "${BASH_SOURCE[0]}")/../recipe/scpo/launch.sh" \
   algorithm.adv_estimator=scpo \
-  algorithm.scpo.theta=0.85 \
-  algorithm.scpo.alpha=1.0 \
+  algorithm.scpo.matcher=embedding \
+  algorithm.scpo.alpha=0.5 \
   algorithm.gigpo.mode=mean_norm \
   trainer.experiment_name=scpo_alfworld_qwen2.5_1.5b \
   "$@"
