@@ -85,3 +85,23 @@ def test_environment_errors_come_back_with_their_type(ray_pool):
             assert (await env.reset(tasks[0])).admissible_actions
 
     asyncio.run(main())
+
+
+def test_a_hung_worker_counts_as_crashed(ray_pool):
+    _, tasks = ray_pool
+    pool = EnvPool("alfworld", num_envs=1, backend="ray", num_workers=1, call_timeout_s=60)
+
+    async def main():
+        async with pool.lease() as env:
+            obs = await env.reset(tasks[0])
+            pool._workers[0].worker.timeout_s = 1e-3  # no step answers this fast: the worker is treated as hung
+            result = await env.step(obs.admissible_actions[0])
+            assert result.done and result.info["truncated"] and "did not answer" in result.info["error"]
+            pool._workers[0].worker.timeout_s = 60
+            assert await env.reset(tasks[0]) == obs
+
+    try:
+        asyncio.run(main())
+        assert pool.restarts == 1
+    finally:
+        pool.close()

@@ -19,12 +19,12 @@ planner keeps global state, so environments of one process never run concurrentl
 "ray": `num_workers` Ray actors, each holding `num_envs / num_workers` environments (not one actor per
 environment, which exhausts small machines); calls to different workers run in parallel.
 
-Failures. If a worker dies (the actor process crashed or was killed) or an environment raises, the worker is
-restarted (a fresh actor, or a fresh environment in-process). Every episode that was running there ends: the
-pending or next `step` returns `StepResult(done=True, info={"truncated": True, "error": ...})` with the episode's
-last observation, so no episode is silently dropped and nothing hangs. `reset` and `replay` rebuild the state from
-scratch, so they are retried once on the restarted worker; an error the environment itself raises there (a
-missing game file, ...) is re-raised as is.
+Failures. If a worker dies (the actor crashed, was killed, or hung past `call_timeout_s`) or an environment
+raises, the worker is restarted (a fresh actor, or a fresh environment in-process). Every episode that was
+running there ends: the pending or next `step` returns `StepResult(done=True, info={"truncated": True,
+"error": ...})` with the episode's last observation, so no episode is silently dropped and nothing hangs. `reset`
+and `replay` rebuild the state from scratch, so they are retried once on the restarted worker; an error the
+environment itself raises there (a missing game file, ...) is re-raised as is.
 """
 
 from __future__ import annotations
@@ -105,10 +105,12 @@ class _InProcessWorker:
 class _RayWorker:
     """A Ray actor holding several environments (calls to one actor run one at a time)."""
 
-    def __init__(self, env_name: str, env_kwargs: dict[str, Any], num_envs: int, num_cpus: float) -> None:
+    def __init__(
+        self, env_name: str, env_kwargs: dict[str, Any], num_envs: int, num_cpus: float, timeout_s: float | None
+    ) -> None:
         import ray
 
-        self.args = (env_name, env_kwargs, num_envs)
+        self.args, self.timeout_s = (env_name, env_kwargs, num_envs), timeout_s
         self.actor_class = ray.remote(num_cpus=num_cpus, max_restarts=0)(_EnvGroup)
         self.actor = self.actor_class.remote(*self.args)
 
@@ -116,7 +118,9 @@ class _RayWorker:
         import ray
 
         try:
-            return await self.actor.call.remote(slot, method, argument)
+            return await asyncio.wait_for(self.actor.call.remote(slot, method, argument), self.timeout_s)
+        except TimeoutError as error:
+            raise WorkerCrashed(f"worker did not answer within {self.timeout_s} s", whole_worker=True) from error
         except ray.exceptions.RayActorError as error:
             raise WorkerCrashed(f"worker died: {error}", whole_worker=True) from error
         except ray.exceptions.RayTaskError as error:
@@ -198,6 +202,7 @@ class EnvPool:
     backend: "inprocess" or "ray".
     num_workers: Ray actors (default: min(num_envs, 4)); ignored in-process (one worker).
     cpus_per_worker: Ray CPU reservation of each actor.
+    call_timeout_s: Ray only: a call not answered in this time counts as a crashed (hung) worker (None: wait).
     """
 
     def __init__(
@@ -208,6 +213,7 @@ class EnvPool:
         env_kwargs: dict[str, Any] | None = None,
         num_workers: int | None = None,
         cpus_per_worker: float = 0.5,
+        call_timeout_s: float | None = 300.0,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown env pool backend {backend!r}; valid names: {list(BACKENDS)}")
@@ -230,7 +236,7 @@ class EnvPool:
             per_worker = math.ceil(num_envs / workers)
             sizes = [min(per_worker, num_envs - i * per_worker) for i in range(workers)]
             sizes = [size for size in sizes if size > 0]
-            workers = [_RayWorker(env_name, env_kwargs, size, cpus_per_worker) for size in sizes]
+            workers = [_RayWorker(env_name, env_kwargs, size, cpus_per_worker, call_timeout_s) for size in sizes]
         self._workers = [_WorkerState(worker, [0] * size) for worker, size in zip(workers, sizes, strict=True)]
         # Interleave slots across workers so concurrent leases spread over processes.
         self._slots = [(w, s) for s in range(max(sizes)) for w, size in enumerate(sizes) if s < size]
