@@ -160,3 +160,12 @@ def test_real_encoder_credits_a_paraphrased_step():
     result = compute_scpo(batch, SCPOConfig(theta=0.8, alpha=1.0))
     assert result.credit[2] > 0 and result.credit[3] == 0
     assert result.credit[:2].sum() == 0
+
+
+@settings(max_examples=15, deadline=None)
+@given(step_batches(max_groups=2))
+def test_properties_hold_with_the_real_encoder(batch):
+    result = compute_scpo(batch, SCPOConfig(theta=0.85, alpha=0.5))  # default matcher: MiniLM embeddings
+    assert np.isfinite(result.advantage).all() and np.all((result.credit >= 0) & (result.credit <= 1))
+    assert not result.credit[batch.episode_success].any()
+    np.testing.assert_allclose(result.episode_advantage, compute_gigpo(batch).episode_advantage)
