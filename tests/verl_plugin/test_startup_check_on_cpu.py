@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
 
 from verl_agent_ext.verl_plugin import step_metadata
 
@@ -57,7 +58,24 @@ def test_other_estimators_are_not_checked(ppo_config, monkeypatch):
     monkeypatch.setitem(step_metadata.hook_status, step_metadata.V1_TRAINER_MODULE, "broken")
     config = ppo_config.copy()
     config.algorithm.adv_estimator = "grpo"
+    step_metadata.check_config(config)  # GRPO needs no hook
+
+
+def test_env_agent_loop_needs_the_v1_trainer_whatever_the_estimator(ppo_config):
+    config = ppo_config.copy()
+    config.algorithm.adv_estimator = "grpo"
     config.trainer.use_v1 = False
+    with pytest.raises(ValueError, match="trainer.use_v1=True"):
+        step_metadata.check_config(config)
+
+
+def test_runs_without_the_env_agent_loop_are_not_checked(ppo_config):
+    config = ppo_config.copy()
+    with open_dict(config):
+        del config["env"]
+    config.algorithm.adv_estimator = "grpo"
+    config.trainer.use_v1 = False
+    config.actor_rollout_ref.rollout.agent.default_agent_loop = "single_turn_agent"
     step_metadata.check_config(config)
 
 

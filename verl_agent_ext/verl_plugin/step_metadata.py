@@ -284,23 +284,33 @@ def _patch_validate_config(module: ModuleType) -> None:
 
 
 def check_config(config: Any) -> None:
-    """Raise at start-up if a step-level estimator is selected but its metadata cannot reach it.
+    """Raise at start-up if a step-level estimator or the environment agent loop cannot work with this config.
 
-    Imports verl's V1 trainer modules (installing the patches in this process) and checks: the V1 trainer is
-    on, both patches are installed, and the `env` section (if any) is valid. Other estimators: no-op.
+    Runs of the env agent loop (an `env` section, or it is the default agent loop) need the V1 trainer and a
+    valid `env` section. A step-level estimator also needs both patches installed (this imports verl's V1
+    trainer modules, which installs them in this process). Other runs: no-op.
     """
-    algorithm = config.get("algorithm") or {}
-    name = estimator_name(algorithm.get("adv_estimator", "gae"))
     from verl_agent_ext.verl_plugin import estimators  # noqa: F401  (the step estimators must be registered)
 
-    if estimator_taking_metadata(name) is None:
+    algorithm = config.get("algorithm") or {}
+    name = estimator_name(algorithm.get("adv_estimator", "gae"))
+    rollout = config.get("actor_rollout_ref", {}).get("rollout", {})
+    default_loop = (rollout.get("agent") or {}).get("default_agent_loop")
+    step_estimator = estimator_taking_metadata(name) is not None
+    env_loop = config.get("env") is not None or default_loop == AGENT_LOOP_NAME
+    if not (step_estimator or env_loop):
         return
-    if not config.trainer.get("use_v1", True):
+    if not (config.get("trainer") or {}).get("use_v1", True):
         raise ValueError(
-            f"algorithm.adv_estimator={name} needs one training row per environment step, which verl's legacy "
-            "trainer (trainer.use_v1=False) does not support: its agent-loop worker keeps one output per "
-            "session. Use the V1 trainer (trainer.use_v1=True, verl's default)."
+            f"the {AGENT_LOOP_NAME} agent loop (algorithm.adv_estimator={name}) returns one training row per "
+            "environment step, which verl's legacy trainer (trainer.use_v1=False) does not support: its agent-loop "
+            "worker keeps one output per session. Use the V1 trainer (trainer.use_v1=True, verl's default)."
         )
+    from verl_agent_ext.agent.config import EnvLoopConfig
+
+    EnvLoopConfig.from_mapping(config.get("env"))
+    if not step_estimator:
+        return
     import importlib
 
     for module_name in (V1_UTILS_MODULE, V1_TRAINER_MODULE):
@@ -312,10 +322,6 @@ def check_config(config: Any) -> None:
             f"{broken}. Use verl >=0.9.1,<0.10 with verl_agent_ext installed (plugins on: "
             "VERL_USE_EXTERNAL_PLUGINS unset or naming verl_agent_ext)."
         )
-    from verl_agent_ext.agent.config import EnvLoopConfig
-
-    EnvLoopConfig.from_mapping(config.get("env"))
-    default_loop = config.actor_rollout_ref.rollout.get("agent", {}).get("default_agent_loop")
     if default_loop != AGENT_LOOP_NAME:
         logger.warning(
             "adv_estimator=%s: rollout.agent.default_agent_loop is %r; rows must name agent_name=%s",
