@@ -180,3 +180,12 @@ def test_contract_keys_are_stable():
         "is_action_valid",
         "episode_success",
     )
+
+
+def test_verl_algo_config_dataclass_is_read():
+    from verl.trainer.config import AlgoConfig
+
+    from verl_agent_ext.credit import gigpo_config_from, scpo_config_from
+
+    assert gigpo_config_from(AlgoConfig(gamma=0.9)).gamma == 0.9
+    assert scpo_config_from(AlgoConfig(gamma=0.9)).gigpo.gamma == 0.9
