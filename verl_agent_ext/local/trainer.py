@@ -19,6 +19,7 @@ import asyncio
 import logging
 import random
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -45,9 +46,14 @@ class Interrupted(Exception):
 class LocalTrainer:
     """Builds everything a run needs from a `LocalTrainConfig`; `train()` runs the remaining iterations."""
 
-    def __init__(self, config: LocalTrainConfig, log=print):
+    def __init__(self, config: LocalTrainConfig, log=print, progress=None):
+        """log: where the table and notices go; progress: where phase progress lines go (default: stderr)."""
         self.config = config
         self.log = log
+        self.progress = progress or _stderr_progress
+        # The agent loop is built outside a verl worker without the HF model_type; verl then warns once per
+        # episode that it uses its default token builder (the right one for this chat template).
+        logging.getLogger("verl.utils.tokenizer.continuous_token_wiring").setLevel(logging.ERROR)
         self.out_dir = Path(config.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         _seed_everything(config.seed)
@@ -122,14 +128,18 @@ class LocalTrainer:
         started = time.perf_counter()
         record: dict[str, Any] = {"iteration": iteration}
 
+        episodes = self.config.groups_per_iter * self.config.group_size
+        self.progress(f"[iter {iteration}] rollout: {episodes} episodes of <= {self.config.max_steps} steps ...")
         rows, rollout_metrics = self.rollout(iteration)
         record.update(rollout_metrics)
 
+        self.progress(f"[iter {iteration}] credit ({self.config.estimator}) over {len(rows)} step rows ...")
         credit_started = time.perf_counter()
         advantages, credit_metrics = self.compute_advantages(rows)
         record.update(credit_metrics)
         record["time/credit"] = time.perf_counter() - credit_started
 
+        self.progress(f"[iter {iteration}] update ...")
         update_started = time.perf_counter()
         try:
             record.update(self.update(rows, advantages))  # protects itself from its optimizer step on
@@ -165,10 +175,18 @@ class LocalTrainer:
             "logprobs": True,
         }
 
+        finished: list[bool] = []
+
         async def play(task, uid: str):
             loop = build_agent_loop(self.verl_config, self.server, self.tokenizer, env_pools=[self.env_pool])
             row = {"env_name": task.env, "task_id": task.task_id, "task_type": task.task_type, "split": task.split}
-            return uid, await loop.run(dict(sampling_params), **row)
+            outputs = await loop.run(dict(sampling_params), **row)
+            finished.append(outputs[-1].extra_fields["episode_success"])
+            self.progress(
+                f"[iter {iteration}]   episode {len(finished)}/{len(tasks) * config.group_size}: "
+                f"{len(outputs)} steps, {'won' if finished[-1] else 'not won'}"
+            )
+            return uid, outputs
 
         async def play_all():
             groups = [(task, uuid4().hex) for task in tasks]
@@ -349,6 +367,10 @@ class LocalTrainer:
     def close(self) -> None:
         self.server.close()
         self.env_pool.close()
+
+
+def _stderr_progress(line: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {line}", file=sys.stderr, flush=True)
 
 
 def _seed_everything(seed: int) -> None:
