@@ -179,3 +179,15 @@ def play(tokenizer, loop_config):
         return outputs, server
 
     return run
+
+
+@pytest.fixture
+def corridor_pool() -> CorridorPool:
+    """A fresh corridor pool (the agent loop's pool protocol)."""
+    return CorridorPool()
+
+
+@pytest.fixture
+def scripted_server(tokenizer) -> Callable[[Callable[[str], str]], ScriptedServerManager]:
+    """`scripted_server(respond)` -> a ScriptedServerManager over the real tokenizer."""
+    return lambda respond: ScriptedServerManager(tokenizer, respond)

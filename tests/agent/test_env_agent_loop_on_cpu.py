@@ -72,3 +72,32 @@ def test_empty_response_keeps_one_masked_token_for_the_reward(play, tokenizer):
     first = outputs[0]
     assert first.response_ids == [tokenizer.eos_token_id] and first.response_mask == [0]
     assert first.extra_fields["is_action_valid"] is False
+
+
+def test_verl_worker_builds_and_runs_it_by_name(tokenizer, loop_config, scripted_server, corridor_pool, monkeypatch):
+    """What AgentLoopWorker._run_agent_loop does: hydra-instantiate the registry entry with verl's arguments."""
+    import asyncio
+
+    import hydra
+    from verl.experimental.agent_loop.agent_loop import DictConfigWrap, ToolListWrap, _agent_loop_registry
+    from verl.utils.dataset.rl_dataset import RLHFDataset
+
+    import verl_agent_ext.verl_plugin  # noqa: F401  (the plugin registers the loop)
+    from verl_agent_ext.agent import AGENT_LOOP_NAME, env_sessions
+
+    config = loop_config()
+    loop = hydra.utils.instantiate(
+        config=_agent_loop_registry[AGENT_LOOP_NAME],
+        trainer_config=DictConfigWrap(config=config),
+        server_manager=scripted_server(lambda prompt: "<action>go right</action>"),
+        tokenizer=tokenizer,
+        processor=None,
+        hf_model_type=None,
+        dataset_cls=RLHFDataset,
+        data_config=DictConfigWrap(config.data),
+        tools=ToolListWrap([]),
+    )
+    monkeypatch.setitem(env_sessions._shared_pools, ("corridor", repr(loop.env_config)), corridor_pool)
+    row = {"env_name": "corridor", "task_id": "c", "task_type": "walk", "split": "train", "uid": "u1", "session_id": 0}
+    outputs = asyncio.run(loop.run({"temperature": 1.0}, **row))
+    assert len(outputs) == 3 and outputs[-1].extra_fields["episode_success"] is True
