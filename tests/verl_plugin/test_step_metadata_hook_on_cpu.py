@@ -35,11 +35,17 @@ def transfer_queue():
     import ray
     import transfer_queue as tq
 
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    started_here = not ray.is_initialized()
+    if started_here:
+        # logical CPUs: the TransferQueue controller and its storage unit reserve one each
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    elif ray.available_resources().get("CPU", 0) < 2:
+        pytest.fail("a Ray instance left running by an earlier test has < 2 free CPUs for TransferQueue's actors")
     tq.init(OmegaConf.create({"backend": {"SimpleStorage": {"num_data_storage_units": 1}}}))
     yield tq
     tq.close()
-    ray.shutdown()
+    if started_here:
+        ray.shutdown()
 
 
 def agent_loop_outputs():
