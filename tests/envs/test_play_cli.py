@@ -25,3 +25,8 @@ def test_bad_arguments_give_clear_errors(tmp_path, caplog):
     assert "valid names" in caplog.text
     assert main(["play", "--env", "minecraft", "--episodes", "1"]) == 2
     assert "alfworld" in caplog.text
+
+
+def test_play_dispatches_to_webshop(capsys):
+    assert main(["play", "--env", "webshop", "--policy", "random", "--episodes", "3"]) == 0
+    assert capsys.readouterr().out.splitlines()[-2].split()[:2] == ["all", "3"]
