@@ -70,6 +70,14 @@ def test_reference_choice_longest_shortest_all():
     np.testing.assert_allclose(every.credit[5:], [1, 1])
 
 
+def test_inconsistent_success_inside_a_trajectory_raises():
+    batch = StepBatch.from_columns(
+        uid=["g", "g"], traj_uid=["a", "a"], step_index=[0, 1], step_reward=[0, 1], episode_success=[False, True]
+    )
+    with pytest.raises(ValueError, match=r"same on every step.*\['a'\]"):
+        compute_scpo(batch, SCPOConfig(matcher="exact"))
+
+
 def test_step_text_options():
     batch = hand_batch()
     assert step_texts(batch, "obs_action")[0] == "o0\nA"

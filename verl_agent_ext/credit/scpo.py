@@ -41,6 +41,9 @@ def reference_pairs(batch: StepBatch, layout: StepLayout, reference: str) -> tup
     """
     first = group_first_row(layout.traj)
     success = batch.episode_success[first]
+    if np.any(batch.episode_success != success[layout.traj]):
+        mixed = sorted({str(name) for name in batch.traj_uid[batch.episode_success != success[layout.traj]]})
+        raise ValueError(f"episode_success must be the same on every step of a trajectory; differs in {mixed[:5]}")
     traj_group = layout.group[first]
     names = np.asarray([str(name) for name in batch.traj_uid[first]])
     length = layout.traj_length
