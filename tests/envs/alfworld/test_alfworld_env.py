@@ -184,3 +184,14 @@ def test_engine_leaves_sys_argv_alone(tmp_path):
     (game,) = iter_generate(tmp_path, per_type=1, seed=77, task_types=("pick_and_place_simple",))
     AlfworldEnv().reset(Task("alfworld", str(game.path)))  # first translation of a new game in this process
     assert sys.argv == before
+
+
+def test_close_unloads_the_engine_and_the_env_can_start_again(task_per_type):
+    env = AlfworldEnv()
+    task = task_per_type["pick_and_place_simple"]
+    first = env.reset(task)
+    env.close()
+    with pytest.raises(RuntimeError, match="before reset"):
+        env.step("look")
+    assert env.reset(task) == first
+    env.close()

@@ -106,8 +106,14 @@ class AlfworldEnv(TextEnv):
         return parse_tagged_action(response, observation.admissible_actions)
 
     def close(self) -> None:
+        """Unload this environment's copy of the Fast Downward library (the env can be reset again)."""
+        if self._engine is not None:
+            import fast_downward
+
+            fast_downward.close_lib(self._engine.unwrapped.downward_lib)
         self._engine = None
         self._loaded_file = None
+        self._task = self._observation = None
 
     # -- extras used by the expert and the anchor -----------------------------------------------------------
 
