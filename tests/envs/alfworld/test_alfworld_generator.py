@@ -87,3 +87,13 @@ def test_written_layout(tmp_path):
     folder = games[0].path
     assert json.loads((folder / "traj_data.json").read_text())["task_type"] == "pick_two_obj_and_place"
     assert json.loads((folder / "game.tw-pddl").read_text())["solvable"] is True
+
+
+def test_missing_alfworld_extra_says_how_to_install(monkeypatch):
+    import sys
+
+    from verl_agent_ext.envs.alfworld.engine import require_alfworld
+
+    monkeypatch.setitem(sys.modules, "alfworld", None)
+    with pytest.raises(ImportError, match=r"verl-agent-ext\[alfworld\]"):
+        require_alfworld()

@@ -76,11 +76,24 @@ def _memoise_pddl_translation() -> None:
     fast_downward.pddl2sas = pddl2sas
 
 
+INSTALL_HINT = "ALFWorld support needs the alfworld extra: pip install 'verl-agent-ext[alfworld]'"
+
+
+def require_alfworld() -> None:
+    """Raise a clear ImportError when the optional `alfworld` package (and TextWorld) is missing."""
+    try:
+        import alfworld  # noqa: F401
+        import textworld  # noqa: F401
+    except ModuleNotFoundError as error:
+        raise ImportError(f"{INSTALL_HINT} ({error})") from error
+
+
 def make_engine() -> Any:
     """A TextWorld `PddlEnv` (own Fast Downward library copy) wrapped in ALFWorld's `AlfredDemangler`.
 
     The engine's states carry the feedback text, `won` and `admissible_commands`.
     """
+    require_alfworld()
     import textworld
     from alfworld.agents.environment.alfred_tw_env import AlfredDemangler
     from textworld.envs.pddl import PddlEnv

@@ -121,6 +121,9 @@ class GeneratedGame:
 @cache
 def _alfworld_files() -> tuple[str, str, Path]:
     """(PDDL domain text, grammar text, layouts folder) shipped with the alfworld package."""
+    from verl_agent_ext.envs.alfworld.engine import require_alfworld
+
+    require_alfworld()
     import alfworld.info
 
     domain = Path(alfworld.info.ALFRED_PDDL_PATH).read_text()
