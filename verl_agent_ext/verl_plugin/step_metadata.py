@@ -313,8 +313,14 @@ def check_config(config: Any) -> None:
         return
     import importlib
 
-    for module_name in (V1_UTILS_MODULE, V1_TRAINER_MODULE):
-        importlib.import_module(module_name)
+    try:
+        for module_name in (V1_UTILS_MODULE, V1_TRAINER_MODULE):
+            importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        raise RuntimeError(
+            f"verl's V1 trainer cannot be imported ({error}); it needs TransferQueue: "
+            "pip install 'TransferQueue>=0.1.10' (included in verl's vllm/sglang/verl-core extras)"
+        ) from error
     broken = {module: status for module, status in hook_status.items() if status != "installed"}
     if broken:
         raise RuntimeError(
