@@ -23,6 +23,8 @@ setup(
         "numpy>=1.26",
         "torch>=2.4",
         "verl>=0.9.1,<0.10",
+        # verl's V1 trainer (the default) imports TransferQueue; verl declares it only in its GPU extras.
+        "TransferQueue>=0.1.10",
         # verl's trainer modules import these without declaring them.
         "cachetools",
         "uvicorn",

@@ -27,7 +27,10 @@ def test_one_output_per_step_with_contract_fields(play):
             "success": 1.0,
             "episode_length": 5,
             "episode_return": 10.0,
+            "truncated": 0.0,
+            "score": 1.0,
         }
+        assert output.extra_fields["episode_truncated"] is False
 
 
 def test_tokens_in_tokens_out(play, tokenizer):
@@ -48,6 +51,7 @@ def test_episode_cut_at_max_steps_is_a_failure(play):
     assert len(outputs) == 6  # env.max_steps in loop_config
     assert all(o.extra_fields["episode_success"] is False for o in outputs)
     assert all(o.reward_score == 0.0 for o in outputs)
+    assert all(o.extra_fields["episode_truncated"] is True for o in outputs)
 
 
 def test_history_window_drops_turns_to_fit(play, tokenizer, loop_config):

@@ -14,6 +14,7 @@ def test_episode_metrics_hand_worked():
         "task_type": np.array(["pick", "pick", "pick", "pick", "pick", "heat"], dtype=object),
         "episode_length": np.array([3, 3, 3, 2, 2, 1], dtype=object),
         "is_action_valid": np.array([True, True, True, False, True, True], dtype=object),
+        "episode_truncated": np.array([False, False, False, True, True, False], dtype=object),
     }
     assert episode_metrics(columns) == pytest.approx(
         {
@@ -23,6 +24,7 @@ def test_episode_metrics_hand_worked():
             "env/episode_length/mean": 2.0,
             "env/invalid_action_rate": 1 / 6,
             "env/num_episodes": 3.0,
+            "env/truncated_rate": 1 / 3,
         }
     )
 

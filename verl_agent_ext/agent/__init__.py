@@ -21,5 +21,5 @@ STEP_METADATA_KEYS = (
 )
 """Per-step extra_fields the step-level estimators read (with verl's `uid`): the estimator contract."""
 
-EPISODE_KEYS = ("task_type", "episode_length")
+EPISODE_KEYS = ("task_type", "episode_length", "episode_truncated")
 """Per-step extra_fields the plugin's episode metrics read."""

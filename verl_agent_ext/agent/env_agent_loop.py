@@ -11,8 +11,10 @@ response ids are the engine's, never re-encoded) -> `parse_action` on the decode
 Each output's `extra_fields` carries the estimator contract (same keys on every output):
     traj_uid (str), step_index (int), anchor_obs (str), action_text (str), step_reward (float, env reward of the
     step, no penalty), is_action_valid (bool), episode_success (bool), plus task_type (str), episode_length
-    (int), reward_extra_info (dict: success, episode_length, episode_return; verl's V1 trainer copies it and
-    reports it in validation) and the engine's own extra fields (min/max_global_steps).
+    (int), episode_truncated (bool: cut by the step limit, or by a crashed env worker, which the pool restarts),
+    reward_extra_info (dict: success, episode_length, episode_return, truncated, score = the env's raw score
+    where it has one, e.g. WebShop, else success; verl's V1 trainer copies it and reports it in validation) and
+    the engine's own extra fields (min/max_global_steps).
 `reward_score` of every output is the episode return (sum of env rewards), so verl puts it on the last
 response token (`rm_scores`) of every step sample and skips its reward manager for these rows.
 
@@ -115,6 +117,7 @@ class EnvAgentLoop(AgentLoopBase):
         traj_uid = uuid4().hex
         steps: list[_Step] = []
         won = False
+        final_info: dict[str, Any] = {}
         pool = await self.env_pool(task.env)
         async with pool.lease() as env:
             observation = await env.reset(task)
@@ -151,9 +154,11 @@ class EnvAgentLoop(AgentLoopBase):
                 history.append(Turn(observation=observation.text, action=parsed.action))
                 observation = result.observation
                 if result.done:
-                    won = result.won
+                    won, final_info = result.won, result.info
                     break
-        return self._outputs(steps, traj_uid, task, won)
+            else:
+                final_info = {"truncated": True}
+        return self._outputs(steps, traj_uid, task, won, final_info)
 
     def _render_windowed(
         self, env: EnvSession, observation: Observation, history: Sequence[Turn], step_index: int
@@ -167,12 +172,17 @@ class EnvAgentLoop(AgentLoopBase):
         prompt_ids, _ = window_prompt(render, history, self.env_config.history_length, self.prompt_length)
         return prompt_ids
 
-    def _outputs(self, steps: list[_Step], traj_uid: str, task: Task, won: bool) -> list[AgentLoopOutput]:
+    def _outputs(
+        self, steps: list[_Step], traj_uid: str, task: Task, won: bool, final_info: dict[str, Any]
+    ) -> list[AgentLoopOutput]:
         episode_return = sum(step.reward for step in steps)
+        truncated = bool(final_info.get("truncated", False))
         reward_extra_info = {
             "success": float(won),
             "episode_length": len(steps),
             "episode_return": episode_return,
+            "truncated": float(truncated),
+            "score": float(final_info.get("score", float(won))),
         }
         outputs = []
         for index, step in enumerate(steps):
@@ -196,6 +206,7 @@ class EnvAgentLoop(AgentLoopBase):
                 "episode_success": won,
                 "task_type": task.task_type,
                 "episode_length": len(steps),
+                "episode_truncated": truncated,
                 "reward_extra_info": dict(reward_extra_info),
             }
             outputs.append(

@@ -10,10 +10,11 @@ import numpy as np
 def episode_metrics(columns: Mapping[str, np.ndarray]) -> dict[str, float]:
     """Success, length and invalid-action metrics from (bs,) step columns.
 
-    columns: traj_uid, episode_success, task_type, episode_length, is_action_valid (one entry per step row).
-    Episode metrics count each trajectory once (its first row in the batch); the invalid rate is over steps.
-    Returns {"env/success_rate", "env/success_rate/<task_type>", "env/episode_length/mean",
-    "env/invalid_action_rate", "env/num_episodes"}; empty for an empty batch.
+    columns: traj_uid, episode_success, task_type, episode_length, is_action_valid, and optionally
+    episode_truncated (one entry per step row). Episode metrics count each trajectory once (its first row in the
+    batch); the invalid rate is over steps. Returns {"env/success_rate", "env/success_rate/<task_type>",
+    "env/episode_length/mean", "env/invalid_action_rate", "env/num_episodes"} plus "env/truncated_rate" when
+    episode_truncated is given; empty for an empty batch.
     """
     traj_uid = np.asarray(columns["traj_uid"], dtype=object)
     if len(traj_uid) == 0:
@@ -28,6 +29,9 @@ def episode_metrics(columns: Mapping[str, np.ndarray]) -> dict[str, float]:
         "env/invalid_action_rate": float(1.0 - np.asarray(columns["is_action_valid"], dtype=bool).mean()),
         "env/num_episodes": float(len(first)),
     }
+    if "episode_truncated" in columns:
+        truncated = np.asarray(columns["episode_truncated"], dtype=object)[first]
+        metrics["env/truncated_rate"] = float(np.mean([bool(flag) for flag in truncated]))
     for name in sorted({str(t) for t in task_type if t}):
         metrics[f"env/success_rate/{name}"] = float(success[task_type == name].mean())
     return metrics

@@ -168,6 +168,7 @@ def _padding_row(key: str) -> dict[str, Any]:
         "episode_success": False,
         "task_type": "",
         "episode_length": 1,
+        "episode_truncated": False,
     }
 
 
