@@ -186,7 +186,7 @@ def test_engine_leaves_sys_argv_alone(tmp_path):
     assert sys.argv == before
 
 
-def test_close_unloads_the_engine_and_the_env_can_start_again(task_per_type):
+def test_close_releases_the_engine_and_the_env_can_start_again(task_per_type):
     env = AlfworldEnv()
     task = task_per_type["pick_and_place_simple"]
     first = env.reset(task)
@@ -195,3 +195,17 @@ def test_close_unloads_the_engine_and_the_env_can_start_again(task_per_type):
         env.step("look")
     assert env.reset(task) == first
     env.close()
+
+
+def test_closed_engines_are_reused_not_unloaded(task_per_type):
+    # Many open/close cycles in one process (as a test suite or a restarted pool does): unloading the library
+    # copy with dlclose crashed a later load; released copies are reset and reused instead.
+    task = task_per_type["pick_heat_then_place_in_recep"]
+    first = AlfworldEnv().reset(task)
+    libraries = set()
+    for _ in range(6):
+        env = AlfworldEnv()
+        assert env.reset(task) == first
+        libraries.add(id(env._engine.unwrapped.downward_lib))
+        env.close()
+    assert len(libraries) == 1

@@ -10,6 +10,11 @@ Two pure functions dominate TextWorld's reset and step time, and `make_engine` m
   each). Translations are cached by (domain, problem) text, so resetting or replaying a game seen before is cheap.
   TextWorld only reads the translated task.
 
+Each engine needs its own copy of Fast Downward's shared library (the library keeps the game in globals). Closing
+an environment never unloads its copy (`dlclose` of it crashed later loads in the same process): `release_engine`
+resets it and keeps it for the next `make_engine`, so a process holds at most as many copies as it ever had
+environments open at once.
+
 Behaviour is unchanged (tests compare observations and admissible actions across replays and with the planner's
 walkthrough). Fast Downward's translator keeps global state (options, captured stdout), so one process must not
 run two engines at the same time from different threads: the env pool steps each process's envs one at a time.
@@ -20,9 +25,12 @@ from __future__ import annotations
 import copy
 import functools
 import sys
+import threading
 from typing import Any
 
 _PATCHED = False
+_FREE_LIBRARIES: list[Any] = []
+_FREE_LIBRARIES_LOCK = threading.Lock()
 
 
 def _patch_once() -> None:
@@ -30,7 +38,30 @@ def _patch_once() -> None:
     if not _PATCHED:
         _memoise_grammar_parser()
         _memoise_pddl_translation()
+        _reuse_downward_libraries()
         _PATCHED = True
+
+
+def _reuse_downward_libraries() -> None:
+    import fast_downward
+
+    load = fast_downward.load_lib
+
+    def load_lib() -> Any:
+        with _FREE_LIBRARIES_LOCK:
+            if _FREE_LIBRARIES:
+                return _FREE_LIBRARIES.pop()
+        return load()
+
+    fast_downward.load_lib = load_lib
+
+
+def release_engine(engine: Any) -> None:
+    """Reset the engine's Fast Downward library and keep it for the next `make_engine` (never unloaded)."""
+    library = engine.unwrapped.downward_lib
+    library.cleanup()
+    with _FREE_LIBRARIES_LOCK:
+        _FREE_LIBRARIES.append(library)
 
 
 def _memoise_grammar_parser() -> None:

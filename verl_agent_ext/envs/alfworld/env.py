@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from verl_agent_ext.envs.alfworld.engine import make_engine
+from verl_agent_ext.envs.alfworld.engine import make_engine, release_engine
 from verl_agent_ext.envs.alfworld.games import ENV_NAME, game_file, read_traj_data
 from verl_agent_ext.envs.alfworld.prompt import PromptConfig, format_prompt, split_intro
 from verl_agent_ext.envs.base import Observation, ParsedAction, StepResult, Task, TextEnv, Turn
@@ -106,11 +106,9 @@ class AlfworldEnv(TextEnv):
         return parse_tagged_action(response, observation.admissible_actions)
 
     def close(self) -> None:
-        """Unload this environment's copy of the Fast Downward library (the env can be reset again)."""
+        """Hand this environment's Fast Downward library back for reuse (the env can be reset again)."""
         if self._engine is not None:
-            import fast_downward
-
-            fast_downward.close_lib(self._engine.unwrapped.downward_lib)
+            release_engine(self._engine)
         self._engine = None
         self._loaded_file = None
         self._task = self._observation = None
