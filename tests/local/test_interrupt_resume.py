@@ -1,92 +1,68 @@
-"""Bad input and Ctrl-C: a garbage-emitting model finishes its run; SIGINT leaves a checkpoint that resumes."""
+"""Bad input and Ctrl-C, as a user meets them: `verl-agent-ext train-local` with a garbage-emitting model gets a
+real SIGINT mid-run, exits with a checkpoint, and the same command resumes and finishes.
+
+Each run is its own process (one run per process, as on the command line).
+"""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
+import subprocess
+import sys
+import time
 
-import pytest
 import torch
 
 from verl_agent_ext.local.checkpoint import STATE_FILE
-from verl_agent_ext.local.config import LocalTrainConfig
-from verl_agent_ext.local.trainer import Interrupted, LocalTrainer
+
+GARBAGE_RUN = [
+    # Uniformly random tokens, 1 group x 2 episodes of 1 step: the cheapest real iteration.
+    "--garbage-tokens",
+    "--groups-per-iter", "1",
+    "--group-size", "2",
+    "--max-steps", "1",
+    "--response-length", "8",
+    "--max-actions", "5",
+    "--games-per-type", "1",
+    "--num-threads", "2",
+]  # fmt: skip
 
 
-def garbage_config(out_dir) -> LocalTrainConfig:
-    """Uniformly random tokens, 1 group x 2 episodes of 1 step: the cheapest real iteration."""
-    return LocalTrainConfig(
-        out_dir=str(out_dir),
-        iterations=3,  # never reached: both runs stop on Ctrl-C
-        groups_per_iter=1,
-        group_size=2,
-        max_steps=1,
-        response_length=8,
-        max_actions=5,
-        games_per_type=1,
-        garbage_tokens=True,
-        num_threads=2,
+def train_local(out_dir, iterations: int) -> subprocess.Popen:
+    command = [sys.executable, "-m", "verl_agent_ext.cli", "train-local", "--out", str(out_dir)]
+    return subprocess.Popen(
+        [*command, "--iterations", str(iterations), *GARBAGE_RUN],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
 
 
-def saved_iteration(out_dir) -> int:
-    return torch.load(out_dir / "checkpoint" / STATE_FILE, weights_only=False)["iteration"]
-
-
 def recorded_iterations(out_dir) -> list[int]:
-    return [json.loads(line)["iteration"] for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    path = out_dir / "metrics.jsonl"
+    return [json.loads(line)["iteration"] for line in path.read_text().splitlines()] if path.exists() else []
 
 
-def send_sigint_when(predicate):
-    """A wrapper that delivers a real SIGINT to this process the first time `predicate()` holds."""
-    sent = []
-
-    def maybe_interrupt():
-        if predicate() and not sent:
-            sent.append(True)
-            os.kill(os.getpid(), signal.SIGINT)
-
-    return maybe_interrupt
-
-
-def test_garbage_model_runs_then_ctrl_c_checkpoints_and_resumes(tmp_path):
-    quiet = dict(log=lambda line: None)
-    # Run 1: iteration 1 completes; Ctrl-C arrives during iteration 2's rollout -> abandoned, checkpoint of 1.
-    trainer = LocalTrainer(garbage_config(tmp_path), **quiet)
-    generate = trainer.server.generate
-    interrupt = send_sigint_when(lambda: trainer.iteration == 1)
-
-    async def generate_with_interrupt(*args, **kwargs):
-        interrupt()
-        return await generate(*args, **kwargs)
-
-    trainer.server.generate = generate_with_interrupt
-    with pytest.raises(Interrupted, match="during iteration 2"):
-        trainer.train()
-    trainer.close()
-    assert saved_iteration(tmp_path) == 1
-    assert recorded_iterations(tmp_path) == [1]
-    first = json.loads((tmp_path / "metrics.jsonl").read_text())
+def test_garbage_model_ctrl_c_leaves_a_checkpoint_that_resumes(tmp_path):
+    run = train_local(tmp_path, iterations=3)
+    deadline = time.monotonic() + 240
+    while not recorded_iterations(tmp_path) and run.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert recorded_iterations(tmp_path) == [1], run.communicate()[0] if run.poll() is not None else "timeout"
+    run.send_signal(signal.SIGINT)  # during iteration 2 (its rollout, or its update: then it completes first)
+    output, _ = run.communicate(timeout=240)
+    assert run.returncode == 130, output
+    assert "interrupted" in output
+    saved = torch.load(tmp_path / "checkpoint" / STATE_FILE, weights_only=False)["iteration"]
+    assert saved in (1, 2)
+    assert recorded_iterations(tmp_path) == list(range(1, saved + 1))  # the log matches the checkpoint
+    first = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
     assert first["rollout/invalid_action_rate"] == 1.0  # garbage in: every action invalid, no crash
     assert first["rollout/success_rate"] == 0.0
 
-    # Run 2 resumes at iteration 2; Ctrl-C right after its optimizer step -> the iteration completes and saves.
-    trainer = LocalTrainer(garbage_config(tmp_path), **quiet)
-    assert trainer.iteration == 1
-    step = trainer.optimizer.step
-    interrupt = send_sigint_when(lambda: True)
-
-    def step_with_interrupt(*args, **kwargs):
-        result = step(*args, **kwargs)
-        interrupt()
-        return result
-
-    trainer.optimizer.step = step_with_interrupt
-    with pytest.raises(Interrupted):
-        trainer.train()
-    trainer.close()
-    assert saved_iteration(tmp_path) == 2
-    assert recorded_iterations(tmp_path) == [1, 2]
-
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler was restored
+    resumed = train_local(tmp_path, iterations=3)
+    output, _ = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, output
+    assert f"resumed from {tmp_path / 'checkpoint'} after iteration {saved}" in output
+    assert recorded_iterations(tmp_path) == [1, 2, 3]

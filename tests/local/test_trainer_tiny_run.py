@@ -94,3 +94,26 @@ def test_update_with_nonzero_advantages_moves_the_policy_toward_them(tiny_run):
     after = trainer._log_probs(rows, [0, 1]).sum(-1)
     assert metrics["actor/trained_rows"] == 2
     assert after[0] > before[0] and after[1] < before[1]
+
+
+def test_batched_log_probs_equal_unpadded_forward(tiny_run):
+    """Left-padded prompts + right-padded responses give each row's own log-probs (temperature-scaled)."""
+    trainer, _, _, _ = tiny_run
+    tokenizer = trainer.tokenizer
+    prompts = [tokenizer.encode(text, add_special_tokens=False) for text in ("Go to the fridge.", "Hi")]
+    answers = [tokenizer.encode(text, add_special_tokens=False) for text in ("<action>look</action>", "ok")]
+    width = max(map(len, answers))
+    responses = torch.zeros((2, width), dtype=torch.long)
+    mask = torch.zeros((2, width), dtype=torch.long)
+    for row, ids in enumerate(answers):
+        responses[row, : len(ids)] = torch.tensor(ids)
+        mask[row, : len(ids)] = 1
+    rows = StepRows(prompts, responses, mask, torch.zeros((2, width)), non_tensor_batch={})
+    batched = trainer._log_probs(rows, [0, 1])
+    for row, (prompt, answer) in enumerate(zip(prompts, answers, strict=True)):
+        with torch.no_grad():
+            logits = trainer.model(torch.tensor([prompt + answer])).logits[0, len(prompt) - 1 : -1]
+        logits = logits / trainer.config.temperature
+        expected = torch.log_softmax(logits, -1).gather(-1, torch.tensor(answer).unsqueeze(-1)).squeeze(-1)
+        torch.testing.assert_close(batched[row, : len(answer)], expected, atol=1e-4, rtol=1e-4)
+        assert torch.all(batched[row, len(answer) :] == 0)

@@ -14,6 +14,13 @@ from typing import Any
 from verl_agent_ext.local.model import DEFAULT_MODEL
 
 ESTIMATORS_WITH_METADATA = ("gigpo", "scpo")
+# A short ALFWorld prompt for small models: fewer tokens than the environment's default, and it ends with a
+# concrete answer to copy (untrained, SmolLM2-135M then answers in the tag format about one time in eight; with the
+# default template, almost never). Fields as in `envs.alfworld.prompt.PromptConfig.template`.
+COMPACT_ALFWORLD_TEMPLATE = (
+    "Task: {task}\n{history}You see: {observation}\nActions: {actions}\n"
+    "Copy one action into the tag, like this: <action>look</action>"
+)
 
 
 @dataclass
@@ -45,11 +52,12 @@ class LocalTrainConfig:
     group_size: int = 4
     max_steps: int = 3  # environment steps per episode
     history_length: int = 1  # past turns in the prompt
-    max_actions: int = 10  # admissible actions listed in the prompt (ALFWorld)
+    max_actions: int = 8  # admissible actions listed in the prompt (ALFWorld)
+    prompt_template: str = COMPACT_ALFWORLD_TEMPLATE  # "" for the environment's default template
     prompt_length: int = 512  # tokens
     response_length: int = 24  # tokens per step
     # rollout
-    temperature: float = 1.0
+    temperature: float = 0.7
     top_p: float = 1.0
     garbage_tokens: bool = False  # sample uniformly random tokens (bad-input test)
     # credit

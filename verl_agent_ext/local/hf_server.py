@@ -2,8 +2,10 @@
 
 verl's agent loops call ``await server_manager.generate(request_id, prompt_ids=..., sampling_params=...)`` and get
 a ``TokenOutput`` (response token ids + per-token log-probs). On a GPU cluster that is vLLM/SGLang; here it is
-``HFServerManager``: concurrent requests from many episodes are collected for a few milliseconds and run as one
-left-padded ``model.generate`` in a worker thread, so the event loop (and the environments) keep running.
+``HFServerManager``: concurrent requests from many episodes are collected and run as one left-padded
+``model.generate`` in a worker thread, so the event loop (and the environments) keep running. A batch starts when
+``target_batch_size`` requests wait (the trainer sets it to the number of live episodes) or ``batch_wait_s`` after
+its first request, whichever comes first.
 
 Log-probs are those of the sampled tokens under ``softmax(logits / temperature)``, the same quantity verl's actor
 computes for ``old_log_prob`` (it divides logits by the rollout temperature).
@@ -50,7 +52,9 @@ class HFServerManager:
     response_length: default ``max_tokens`` when a request's sampling_params has none (verl's rollout config).
     max_model_len: prompt + response budget in tokens; longer prompts keep their last tokens.
     max_batch_size: at most this many requests per ``generate`` call.
-    batch_wait_s: how long the first request of a batch waits for concurrent ones (seconds).
+    batch_wait_s: the longest a batch's first request waits for concurrent ones (seconds).
+    target_batch_size: start a batch as soon as this many requests wait (1: never wait); a caller that knows
+        how many episodes are live sets it (see the module docstring).
     garbage_tokens: sample uniformly random tokens (bad-input testing); log-probs stay the model's.
     """
 
@@ -62,7 +66,8 @@ class HFServerManager:
         response_length: int = 64,
         max_model_len: int = 2048,
         max_batch_size: int = 16,
-        batch_wait_s: float = 0.05,
+        batch_wait_s: float = 5.0,
+        target_batch_size: int = 1,
         garbage_tokens: bool = False,
     ):
         self.model = model
@@ -71,6 +76,7 @@ class HFServerManager:
         self.max_model_len = max_model_len
         self.max_batch_size = max_batch_size
         self.batch_wait_s = batch_wait_s
+        self.target_batch_size = target_batch_size
         self.garbage_tokens = garbage_tokens
         eos = model.generation_config.eos_token_id
         self.stop_token_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
@@ -117,8 +123,13 @@ class HFServerManager:
         loop = asyncio.get_running_loop()
         try:
             while self._pending:
-                # Let concurrent episodes (env steps just finished) queue their next request.
-                await asyncio.sleep(self.batch_wait_s)
+                # Let concurrent episodes (whose env steps are still running) queue their next request.
+                deadline = loop.time() + self.batch_wait_s
+                wanted = min(max(self.target_batch_size, 1), self.max_batch_size)
+                await asyncio.sleep(0)
+                while len(self._pending) < wanted and loop.time() < deadline:
+                    await asyncio.sleep(0.01)
+                    wanted = min(max(self.target_batch_size, 1), self.max_batch_size)
                 batch = self._take_batch()
                 try:
                     outputs = await loop.run_in_executor(self._executor, self._generate_batch, batch)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 import typing
 
@@ -29,6 +30,7 @@ HELP = {
     "estimator": "verl advantage estimator: scpo, gigpo, grpo, ...",
     "garbage_tokens": "sample uniformly random tokens (bad-input check: every action invalid, the run finishes)",
     "kl_coef": "KL loss coefficient to the frozen base model (0: off)",
+    "prompt_template": "ALFWorld prompt template ({task} {history} {step} {observation} {actions}); '' = env default",
 }
 
 
@@ -64,6 +66,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Train, then end the process at once: everything is closed and saved, and skipping the interpreter's
+    teardown avoids an intermittent native crash seen there after ALFWorld runs (exit status 139 / -11)."""
+    status = _train(args)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
+
+
+def _train(args: argparse.Namespace) -> int:
     from verl_agent_ext.local.trainer import Interrupted, LocalTrainer
 
     names = {field.name for field in dataclasses.fields(LocalTrainConfig)}

@@ -37,6 +37,7 @@ from verl_agent_ext.local.metrics import MetricsLog, plot_learning_curve, table_
 from verl_agent_ext.local.model import add_lora, load_policy
 
 logger = logging.getLogger(__name__)
+ZERO_ADVANTAGE = 1e-6
 
 
 class Interrupted(Exception):
@@ -180,7 +181,10 @@ class LocalTrainer:
         async def play(task, uid: str):
             loop = build_agent_loop(self.verl_config, self.server, self.tokenizer, env_pools=[self.env_pool])
             row = {"env_name": task.env, "task_id": task.task_id, "task_type": task.task_type, "split": task.split}
-            outputs = await loop.run(dict(sampling_params), **row)
+            try:
+                outputs = await loop.run(dict(sampling_params), **row)
+            finally:
+                self.server.target_batch_size -= 1  # one episode fewer will send requests
             finished.append(outputs[-1].extra_fields["episode_success"])
             self.progress(
                 f"[iter {iteration}]   episode {len(finished)}/{len(tasks) * config.group_size}: "
@@ -195,6 +199,7 @@ class LocalTrainer:
         generation_before = self.server.stats["generate_seconds"]
         tokens_before = self.server.stats["generated_tokens"]
         started = time.perf_counter()
+        self.server.target_batch_size = len(tasks) * config.group_size
         episodes = asyncio.run(play_all())
         wall = time.perf_counter() - started
         generation = self.server.stats["generate_seconds"] - generation_before
@@ -249,7 +254,7 @@ class LocalTrainer:
         metrics = {f"credit/{key}": float(value) for key, value in diagnostics.items()}
         metrics["credit/advantage_mean"] = float(per_row.mean())
         metrics["credit/advantage_abs_mean"] = float(per_row.abs().mean())
-        metrics["credit/nonzero_share"] = float((per_row.abs() > 1e-8).float().mean())
+        metrics["credit/nonzero_share"] = float((per_row.abs() > ZERO_ADVANTAGE).float().mean())
         return advantages, metrics
 
     # -- 3. update ---------------------------------------------------------------------------------------------
@@ -258,14 +263,15 @@ class LocalTrainer:
         """`ppo_epochs` passes of micro-batches; one optimizer step per pass (all rows form one mini-batch).
 
         With one pass, the data's policy is the current one, so old_log_prob = log_prob.detach() (verl's on-policy
-        shortcut); otherwise old log-probs are computed first. Rows whose advantage is zero on every token are
-        skipped when neither KL nor entropy terms are on: their loss and gradient are exactly zero, and verl's
-        aggregation divides by the token count of the whole mini-batch (`global_batch_info`) either way.
+        shortcut); otherwise old log-probs are computed first. Rows whose advantage is zero on every token
+        (|A| <= ZERO_ADVANTAGE) are skipped when neither KL nor entropy terms are on: their loss and gradient are
+        zero, and verl's aggregation divides by the token count of the whole mini-batch (`global_batch_info`).
         """
         config, actor = self.config, self.actor_config
         set_global_batch_info(actor, int(rows.response_mask.sum()), len(rows))
         needs_all_rows = actor.use_kl_loss or actor.entropy_coeff != 0
-        active = [i for i in range(len(rows)) if needs_all_rows or advantages[i].abs().sum() > 0]
+        # max |A| below ZERO_ADVANTAGE is float noise of an all-equal group (e.g. every step invalid)
+        active = [i for i in range(len(rows)) if needs_all_rows or advantages[i].abs().max() > ZERO_ADVANTAGE]
         on_policy = config.ppo_epochs == 1
         old_log_probs = None if on_policy else self._log_probs(rows, range(len(rows)))
         ref_log_probs = None
@@ -324,26 +330,31 @@ class LocalTrainer:
     def _forward(
         self, rows: StepRows, index: list[int], with_entropy: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """One right-padded forward pass over prompt + response of rows `index`.
+        """One forward pass over prompt + response of rows `index`: prompts left-padded, responses right-padded.
 
+        The prompts end at the same column, so only the response positions go through the LM head
+        (`logits_to_keep`); position ids follow the attention mask, as in generation.
         Returns log-probs of the response tokens under softmax(logits / temperature) (verl's actor convention)
         and, when asked, the per-token entropy of that distribution; both (len(index), R), 0 on padding.
         """
+        width_p = max(len(rows.prompts[i]) for i in index)
         width_r = rows.responses.shape[1]
-        lengths = [len(rows.prompts[i]) + int(rows.response_mask[i].sum()) for i in index]
-        input_ids = torch.full((len(index), max(lengths)), self.tokenizer.pad_token_id, dtype=torch.long)
+        input_ids = torch.full((len(index), width_p + width_r), self.tokenizer.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros_like(input_ids)
-        positions = torch.zeros((len(index), width_r), dtype=torch.long)  # where each response token is predicted
         for row, i in enumerate(index):
-            prompt, length = rows.prompts[i], lengths[row]
-            input_ids[row, : len(prompt)] = torch.tensor(prompt, dtype=torch.long)
-            input_ids[row, len(prompt) : length] = rows.responses[i, : length - len(prompt)]
-            attention_mask[row, :length] = 1
-            positions[row] = (torch.arange(width_r) + len(prompt) - 1).clamp(max=length - 1)
+            prompt = rows.prompts[i]
+            input_ids[row, width_p - len(prompt) : width_p] = torch.tensor(prompt, dtype=torch.long)
+            input_ids[row, width_p:] = rows.responses[i]
+            attention_mask[row, width_p - len(prompt) : width_p] = 1
+            attention_mask[row, width_p:] = rows.response_mask[i]
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         logits = self.model(
-            input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)
-        ).logits  # (b, L, vocab)
-        picked = logits.gather(1, positions.to(self.device).unsqueeze(-1).expand(-1, -1, logits.shape[-1]))
+            input_ids=input_ids.to(self.device),
+            attention_mask=attention_mask.to(self.device),
+            position_ids=position_ids.to(self.device),
+            logits_to_keep=width_r + 1,
+        ).logits  # (b, R + 1, vocab): positions width_p - 1 ... width_p + R - 1
+        picked = logits[:, :width_r]  # position width_p - 1 + j predicts response token j
         if self.config.temperature > 0:
             picked = picked / self.config.temperature
         log_probs = torch.log_softmax(picked.float(), dim=-1)  # (b, R, vocab)
@@ -365,7 +376,13 @@ class LocalTrainer:
         self.log("[train-local] Ctrl-C: finishing this iteration's update and checkpoint, then stopping")
 
     def close(self) -> None:
+        """Stop generation and the environments (after the calls an interrupt left running have returned)."""
         self.server.close()
+        # EnvPool.close() closes the environments before joining its in-process thread; an episode call
+        # abandoned by Ctrl-C may still run there, and ALFWorld's engine state is process-global: join first.
+        executor = getattr(self.env_pool, "_executor", None)
+        if executor is not None:
+            executor.shutdown(wait=True)
         self.env_pool.close()
 
 
@@ -393,6 +410,7 @@ def _make_env_pool(config: LocalTrainConfig):
     from verl_agent_ext.envs.alfworld.prompt import PromptConfig
     from verl_agent_ext.envs.pool import EnvPool
 
-    prompt = PromptConfig(history_turns=config.history_length, max_actions=config.max_actions)
+    template = {"template": config.prompt_template} if config.prompt_template else {}
+    prompt = PromptConfig(history_turns=config.history_length, max_actions=config.max_actions, **template)
     env_kwargs = {"max_steps": config.max_steps, "prompt": prompt}
     return EnvPool(config.env, num_envs=config.groups_per_iter * config.group_size, env_kwargs=env_kwargs)
