@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-# (module path) in the order shown by --help.
+# Subcommand modules, in the order --help lists them.
 SUBCOMMAND_MODULES = (
     "verl_agent_ext.envs.alfworld.generate_cli",
     "verl_agent_ext.envs.webshop.generate_cli",
@@ -25,13 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="verl-agent-ext", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     for module_path in SUBCOMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_path)
-        except ModuleNotFoundError as error:
-            if error.name is not None and module_path.startswith(error.name):
-                continue  # subcommand not built in this checkout
-            raise
-        module.register(subparsers)
+        importlib.import_module(module_path).register(subparsers)
     return parser
 
 
