@@ -30,6 +30,27 @@ HELP = {
     "estimator": "verl advantage estimator: scpo, gigpo, grpo, ...",
     "garbage_tokens": "sample uniformly random tokens (bad-input check: every action invalid, the run finishes)",
     "kl_coef": "KL loss coefficient to the frozen base model (0: off)",
+    "seed": "seed of task sampling, generation and initialisation",
+    "save_every": "iterations between checkpoints (the last iteration and Ctrl-C always save)",
+    "device": "auto (cuda when available), cpu, cuda, cuda:1, ...",
+    "num_threads": "torch CPU threads (0: torch's default)",
+    "lora_alpha": "LoRA scaling alpha",
+    "env": "environment (alfworld)",
+    "history_length": "past turns shown in each prompt",
+    "max_actions": "admissible actions listed in the prompt",
+    "prompt_length": "prompt budget in tokens (history is dropped to fit)",
+    "temperature": "sampling temperature (log-probs use logits / temperature, as verl)",
+    "top_p": "nucleus sampling",
+    "gamma": "discount of step rewards (algorithm.gamma)",
+    "invalid_action_penalty": "penalty of invalid steps (algorithm.gigpo.invalid_action_penalty)",
+    "lr": "AdamW learning rate",
+    "ppo_epochs": "passes over each iteration's rows (1: on-policy, old log-prob = current)",
+    "micro_batch_size": "step rows per forward/backward",
+    "clip_ratio": "PPO clip ratio (actor.clip_ratio[_low/_high])",
+    "loss_agg_mode": "verl loss aggregation: token-mean, seq-mean-token-mean, ...",
+    "kl_type": "verl kl_penalty type: low_var_kl, kl, mse, ...",
+    "entropy_coeff": "entropy bonus coefficient (actor.entropy_coeff)",
+    "grad_clip": "gradient-norm clip",
     "prompt_template": "ALFWorld prompt template ({task} {history} {step} {observation} {actions}); '' = env default",
 }
 
@@ -52,7 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=HELP.get(field.name))
         else:
             value_type = str if kind in (str, str | None) else kind
-            parser.add_argument(flag, type=value_type, default=default, help=HELP.get(field.name, " "))
+            parser.add_argument(flag, type=value_type, default=default, help=HELP.get(field.name))
     parser.add_argument("--out", dest="out_dir", default=argparse.SUPPRESS, help="alias of --out-dir")
     parser.add_argument(
         "--set",
