@@ -13,7 +13,6 @@ from typing import Any
 
 from verl_agent_ext.local.model import DEFAULT_MODEL
 
-ESTIMATORS_WITH_METADATA = ("gigpo", "scpo")
 # A short ALFWorld prompt for small models: fewer tokens than the environment's default, and it ends with a
 # concrete answer to copy (untrained, SmolLM2-135M then answers in the tag format about one time in eight; with the
 # default template, almost never). Fields as in `envs.alfworld.prompt.PromptConfig.template`.

@@ -28,16 +28,16 @@ from uuid import uuid4
 import numpy as np
 import torch
 
+from verl_agent_ext.local.advantages import ZERO_ADVANTAGE, compute_advantages, estimator_fn
 from verl_agent_ext.local.batch import StepRows, step_rows
 from verl_agent_ext.local.checkpoint import load_checkpoint, save_checkpoint
-from verl_agent_ext.local.config import ESTIMATORS_WITH_METADATA, LocalTrainConfig, actor_config, compose_verl_config
+from verl_agent_ext.local.config import LocalTrainConfig, actor_config, compose_verl_config
 from verl_agent_ext.local.hf_server import HFServerManager
 from verl_agent_ext.local.loss import actor_loss, set_global_batch_info
 from verl_agent_ext.local.metrics import MetricsLog, plot_learning_curve, table_header, table_row
 from verl_agent_ext.local.model import add_lora, load_policy
 
 logger = logging.getLogger(__name__)
-ZERO_ADVANTAGE = 1e-6
 
 
 class Interrupted(Exception):
@@ -63,11 +63,7 @@ class LocalTrainer:
         self.device = "cuda" if config.device == "auto" and torch.cuda.is_available() else config.device
         self.device = "cpu" if self.device == "auto" else self.device
 
-        from verl.trainer.ppo.core_algos import get_adv_estimator_fn
-
-        import verl_agent_ext.verl_plugin  # noqa: F401  (registers gigpo/scpo in verl's estimator registry)
-
-        self.estimator_fn = get_adv_estimator_fn(config.estimator)  # unknown names raise listing the valid ones
+        estimator_fn(config.estimator)  # fail fast: unknown names raise listing the registered ones
         self.verl_config = compose_verl_config(config)
         self.actor_config = actor_config(self.verl_config)
 
@@ -230,32 +226,7 @@ class LocalTrainer:
 
     def compute_advantages(self, rows: StepRows) -> tuple[torch.Tensor, dict[str, float]]:
         """(rows, R) advantages from the configured estimator, and its diagnostics."""
-        algorithm = self.verl_config.algorithm
-        diagnostics: dict[str, float] = {}
-        if self.config.estimator in ESTIMATORS_WITH_METADATA:
-            from verl_agent_ext.verl_plugin.estimators import compute_step_advantage
-
-            advantages, _, diagnostics = compute_step_advantage(
-                self.config.estimator,
-                rows.token_level_rewards,
-                rows.response_mask,
-                index=rows.non_tensor_batch["uid"],
-                config=algorithm,
-                non_tensor_batch=rows.non_tensor_batch,
-            )
-        else:
-            advantages, _ = self.estimator_fn(
-                token_level_rewards=rows.token_level_rewards,
-                response_mask=rows.response_mask,
-                config=algorithm,
-                index=rows.non_tensor_batch["uid"],
-            )
-        per_row = (advantages * rows.response_mask).sum(-1) / rows.response_mask.sum(-1).clamp(min=1)
-        metrics = {f"credit/{key}": float(value) for key, value in diagnostics.items()}
-        metrics["credit/advantage_mean"] = float(per_row.mean())
-        metrics["credit/advantage_abs_mean"] = float(per_row.abs().mean())
-        metrics["credit/nonzero_share"] = float((per_row.abs() > ZERO_ADVANTAGE).float().mean())
-        return advantages, metrics
+        return compute_advantages(self.config.estimator, rows, self.verl_config.algorithm)
 
     # -- 3. update ---------------------------------------------------------------------------------------------
 

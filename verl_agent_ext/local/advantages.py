@@ -1,0 +1,55 @@
+"""Advantages of a batch of step rows from any estimator in verl's registry, plus diagnostics for the metrics.
+
+`gigpo` / `scpo` get the step metadata (`non_tensor_batch`) through the plugin's `compute_step_advantage`, which
+also returns their diagnostics; any other registered estimator (`grpo`, `rloo`, ...) is called with verl's
+standard arguments, as verl's `compute_advantage` does, and sees each step row's episode return as its outcome.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from verl_agent_ext.local.batch import StepRows
+
+ESTIMATORS_WITH_METADATA = ("gigpo", "scpo")
+ZERO_ADVANTAGE = 1e-6  # |A| at or below this is float noise of an all-equal group
+
+
+def estimator_fn(name: str):
+    """verl's registered estimator `name` (the plugin's gigpo/scpo included); unknown names list the valid ones."""
+    from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, get_adv_estimator_fn
+
+    import verl_agent_ext.verl_plugin  # noqa: F401  (registers gigpo/scpo in verl's estimator registry)
+
+    if name not in ADV_ESTIMATOR_REGISTRY:
+        raise ValueError(f"unknown advantage estimator {name!r}; registered: {sorted(ADV_ESTIMATOR_REGISTRY)}")
+    return get_adv_estimator_fn(name)
+
+
+def compute_advantages(name: str, rows: StepRows, algorithm) -> tuple[torch.Tensor, dict[str, float]]:
+    """(rows, R) advantages of estimator `name` with verl's `algorithm` config section, and metrics."""
+    diagnostics: dict[str, float] = {}
+    if name in ESTIMATORS_WITH_METADATA:
+        from verl_agent_ext.verl_plugin.estimators import compute_step_advantage
+
+        advantages, _, diagnostics = compute_step_advantage(
+            name,
+            rows.token_level_rewards,
+            rows.response_mask,
+            index=rows.non_tensor_batch["uid"],
+            config=algorithm,
+            non_tensor_batch=rows.non_tensor_batch,
+        )
+    else:
+        advantages, _ = estimator_fn(name)(
+            token_level_rewards=rows.token_level_rewards,
+            response_mask=rows.response_mask,
+            config=algorithm,
+            index=rows.non_tensor_batch["uid"],
+        )
+    per_row = (advantages * rows.response_mask).sum(-1) / rows.response_mask.sum(-1).clamp(min=1)
+    metrics = {f"credit/{key}": float(value) for key, value in diagnostics.items()}
+    metrics["credit/advantage_mean"] = float(per_row.mean())
+    metrics["credit/advantage_abs_mean"] = float(per_row.abs().mean())
+    metrics["credit/nonzero_share"] = float((per_row.abs() > ZERO_ADVANTAGE).float().mean())
+    return advantages, metrics
