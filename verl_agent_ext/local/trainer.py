@@ -115,7 +115,10 @@ class LocalTrainer:
                     ) from None
                 self.log(table_row(record))
                 if self._stop_requested:
-                    raise Interrupted(f"interrupted; checkpoint of iteration {self.iteration} saved")
+                    self._save()
+                    raise Interrupted(
+                        f"interrupted; checkpoint of iteration {self.iteration} saved in {self.out_dir / 'checkpoint'}"
+                    )
         finally:
             signal.signal(signal.SIGINT, previous)
         return self.metrics.read()
