@@ -105,3 +105,25 @@ def test_verl_worker_builds_and_runs_it_by_name(tokenizer, loop_config, scripted
     row = {"env_name": "corridor", "task_id": "c", "task_type": "walk", "split": "train", "uid": "u1", "session_id": 0}
     outputs = asyncio.run(loop.run({"temperature": 1.0}, **row))
     assert len(outputs) == 3 and outputs[-1].extra_fields["episode_success"] is True
+
+
+def test_response_prefix_is_prefilled_in_the_prompt_and_parsed_with_the_answer(play, tokenizer, loop_config):
+    # The model continues after "<action>": its answer "go right</action>" is a valid tagged action.
+    outputs, server = play(lambda prompt: "go right</action>", config=loop_config(response_prefix="<action>"))
+    prefix_ids = tokenizer.encode("<action>", add_special_tokens=False)
+    assert len(outputs) == 3 and all(o.extra_fields["is_action_valid"] for o in outputs)
+    assert outputs[-1].extra_fields["episode_success"] is True
+    for output, call in zip(outputs, server.calls, strict=True):
+        assert output.prompt_ids[-len(prefix_ids) :] == prefix_ids  # prefilled: part of the prompt
+        assert output.response_ids == call["response_ids"]  # the trained tokens are the model's own
+
+
+def test_response_prefix_survives_a_tight_prompt_window(play, tokenizer, loop_config):
+    roomy, _ = play(lambda prompt: "go left</action>", config=loop_config(response_prefix="<action>"))
+    tight_length = len(roomy[0].prompt_ids) - 3  # too long even without history: head and tail are kept
+    tight, _ = play(lambda prompt: "go left</action>", config=loop_config(tight_length, response_prefix="<action>"))
+    prefix_ids = tokenizer.encode("<action>", add_special_tokens=False)
+    for output in tight:
+        assert len(output.prompt_ids) <= tight_length
+        assert output.prompt_ids[-len(prefix_ids) :] == prefix_ids
+        assert output.extra_fields["is_action_valid"]

@@ -6,6 +6,7 @@ In the recipe (`recipe/scpo/config/*.yaml`) or as hydra overrides on verl's own 
       name: alfworld        # environment for rows that do not name one (column `env_name`)
       max_steps: 50         # steps per episode before it is cut off (ALFWorld 50, WebShop 15)
       history_length: 2     # past (observation, action) turns shown in each prompt
+      response_prefix: ""   # text the assistant turn starts with, e.g. "<action>" (prefilled, see below)
       env_kwargs:           # per environment name: keyword arguments of its constructor
         alfworld: {}
       pool:                 # environments per agent-loop worker process (verl_agent_ext.envs.pool.EnvPool)
@@ -13,6 +14,10 @@ In the recipe (`recipe/scpo/config/*.yaml`) or as hydra overrides on verl's own 
         num_envs: 32        # concurrent episodes per agent-loop worker process (verl runs 8; more sessions wait)
         num_workers: 2      # Ray actors per agent-loop worker process (null: min(num_envs, 4))
         cpus_per_worker: 0.5
+
+`response_prefix` helps small models keep the answer format: its tokens end every prompt (after the chat
+template's assistant header), so the model continues from it, and it is put back in front of the decoded response
+before the action is parsed. The prefix is part of the prompt, never of the trained response tokens.
 
 The invalid-action penalty is a hyperparameter of the estimator (`algorithm.gigpo.invalid_action_penalty`).
 """
@@ -51,6 +56,7 @@ class EnvLoopConfig:
     name: str = "alfworld"
     max_steps: int = 50
     history_length: int = 2
+    response_prefix: str = ""
     env_kwargs: dict[str, dict[str, Any]] = field(default_factory=dict)
     pool: EnvPoolConfig = field(default_factory=EnvPoolConfig)
 

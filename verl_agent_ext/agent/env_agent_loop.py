@@ -102,6 +102,8 @@ class EnvAgentLoop(AgentLoopBase):
         self.response_length = int(self.rollout_config.response_length)
         self.env_config = EnvLoopConfig.from_mapping(self.config.get("env"))
         self.env_pools = {pool.env_name: pool for pool in env_pools}
+        prefix = self.env_config.response_prefix
+        self.response_prefix_ids = self.tokenizer.encode(prefix, add_special_tokens=False) if prefix else []
 
     async def env_pool(self, env_name: str) -> EnvLeaser:
         """The pool given for `env_name`, else the process-wide one built from the `env` config (off the loop)."""
@@ -132,7 +134,9 @@ class EnvAgentLoop(AgentLoopBase):
                 )
                 generate_seconds = time.perf_counter() - started
                 response_ids = list(generated.token_ids[: self.response_length])
-                response_text = self.tokenizer.decode(response_ids, skip_special_tokens=True)
+                response_text = self.env_config.response_prefix + self.tokenizer.decode(
+                    response_ids, skip_special_tokens=True
+                )
                 parsed = env.parse_action(response_text, observation)
                 result = await env.step(parsed.action)
                 steps.append(
@@ -167,7 +171,7 @@ class EnvAgentLoop(AgentLoopBase):
 
         def render(turns: Sequence[Turn]) -> list[int]:
             messages = [{"role": "user", "content": env.format_prompt(observation, turns, step_index)}]
-            return self.continuous_token_builder.build_initial_tokens(messages)
+            return self.continuous_token_builder.build_initial_tokens(messages) + self.response_prefix_ids
 
         prompt_ids, _ = window_prompt(render, history, self.env_config.history_length, self.prompt_length)
         return prompt_ids

@@ -53,6 +53,7 @@ class LocalTrainConfig:
     history_length: int = 1  # past turns in the prompt
     max_actions: int = 8  # admissible actions listed in the prompt (ALFWorld)
     prompt_template: str = COMPACT_ALFWORLD_TEMPLATE  # "" for the environment's default template
+    response_prefix: str = "<action>"  # prefilled start of every answer (env.response_prefix); "" for none
     prompt_length: int = 512  # tokens
     response_length: int = 24  # tokens per step
     # rollout
@@ -123,8 +124,14 @@ def verl_overrides(config: LocalTrainConfig) -> list[str]:
         f"+env.name={config.env}",
         f"+env.max_steps={config.max_steps}",
         f"+env.history_length={config.history_length}",
+        f"+env.response_prefix={_hydra_quoted(config.response_prefix)}",
         *config.verl_overrides,
     ]
+
+
+def _hydra_quoted(text: str) -> str:
+    """`text` as a quoted hydra override value (so "<action>" and the like parse as a plain string)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def compose_verl_config(config: LocalTrainConfig):

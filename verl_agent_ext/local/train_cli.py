@@ -37,6 +37,8 @@ HELP = {
     "lora_alpha": "LoRA scaling alpha",
     "env": "environment (alfworld)",
     "history_length": "past turns shown in each prompt",
+    "response_prefix": "text prefilled at the start of every answer, e.g. '<action>' (small models keep the format); ''"
+    " for none",
     "max_actions": "admissible actions listed in the prompt",
     "prompt_length": "prompt budget in tokens (history is dropped to fit)",
     "temperature": "sampling temperature (log-probs use logits / temperature, as verl)",
