@@ -13,8 +13,6 @@ import os
 import shutil
 from pathlib import Path
 
-import torch
-
 DEFAULT_MODEL = "smollm2-135m"
 _GGUF_PACKAGES = {
     # short name -> (package holding the GGUF file, file name)
@@ -70,6 +68,8 @@ def load_policy(name: str = DEFAULT_MODEL, device: str = "cpu"):
 
 
 def _load(model_class, tokenizer_class, path: str, **extra):
+    import torch  # here, not at module level: `verl-agent-ext --help` must not import torch
+
     tokenizer = tokenizer_class.from_pretrained(path, **extra)
     model = model_class.from_pretrained(path, dtype=torch.float32, **extra)
     generation = model.generation_config
