@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The CPU quickstart: SCPO training of SmolLM2-135M-Instruct on generated ALFWorld games, in one process.
-# Sized for a 2-core laptop/CI runner (<= 15 minutes of training): 2 tasks x group 4, <= 3 steps per episode,
-# 24-token answers, LoRA rank 8, 4 iterations. The same command trains on one GPU with larger settings
-# (e.g. --groups-per-iter 16 --group-size 8 --max-steps 50 --response-length 256 --model <HF model>).
+# Sized for a 2-core laptop/CI runner (about 7 minutes of training): 2 tasks x group 4, <= 5 steps per episode,
+# 24-token answers prefilled with '<action>', temperature 1.0, LoRA rank 8, 4 iterations. The same command trains
+# on one GPU with larger settings (e.g. --groups-per-iter 16 --group-size 8 --max-steps 50 --response-length 256
+# --model <HF model>).
 #
 #   bash examples/quickstart_cpu.sh [--out DIR] [more train-local options]
 #
@@ -19,7 +20,8 @@ verl-agent-ext train-local \
   --iterations 4 \
   --groups-per-iter 2 \
   --group-size 4 \
-  --max-steps 3 \
+  --max-steps 5 \
+  --temperature 1.0 \
   --response-length 24 \
   --out "$ROOT/runs/quickstart_cpu" \
   "$@"
