@@ -289,11 +289,11 @@ class EnvPool:
             await asyncio.gather(*(state.worker.actor.ping.remote() for state in self._workers))
 
     def close(self) -> None:
-        """Stop the workers."""
-        for state in self._workers:
-            state.worker.shutdown()
+        """Stop the workers, after in-process calls still running (e.g. abandoned by Ctrl-C) have returned."""
         if self._executor is not None:
             self._executor.shutdown(wait=True)
+        for state in self._workers:
+            state.worker.shutdown()
         self._local_env.close()
 
     # -- calls ---------------------------------------------------------------------------------------------

@@ -352,11 +352,6 @@ class LocalTrainer:
     def close(self) -> None:
         """Stop generation and the environments (after the calls an interrupt left running have returned)."""
         self.server.close()
-        # EnvPool.close() closes the environments before joining its in-process thread; an episode call
-        # abandoned by Ctrl-C may still run there, and ALFWorld's engine state is process-global: join first.
-        executor = getattr(self.env_pool, "_executor", None)
-        if executor is not None:
-            executor.shutdown(wait=True)
         self.env_pool.close()
 
 
