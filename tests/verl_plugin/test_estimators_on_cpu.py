@@ -6,6 +6,7 @@ import torch
 from omegaconf import OmegaConf
 from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 
+from verl_agent_ext.agent import STEP_METADATA_KEYS
 from verl_agent_ext.credit import GiGPOConfig, SCPOConfig, StepBatch, compute_gigpo, compute_scpo
 from verl_agent_ext.verl_plugin.estimators import REQUIRED_METADATA_KEYS, compute_step_advantage, last_diagnostics
 
@@ -180,6 +181,8 @@ def test_contract_keys_are_stable():
         "is_action_valid",
         "episode_success",
     )
+    # The agent loop writes exactly these keys (verl sets `uid` itself).
+    assert ("uid", *STEP_METADATA_KEYS) == REQUIRED_METADATA_KEYS
 
 
 def test_verl_algo_config_dataclass_is_read():
