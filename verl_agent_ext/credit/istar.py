@@ -191,6 +191,53 @@ def pairwise_loss_row_weights(
     return loss.item(), leaf.grad.numpy().copy(), num_pairs
 
 
+@dataclass(frozen=True)
+class PRMBatch:
+    """One batch scored by the PRM: what its update and the estimator need.
+
+    loss: pair loss at the current phi; weights: (n,) c_i = dL/dr_i (0 on rows outside any pair); pairs: count;
+    rewards: (n,) normalised step rewards for the estimator (0 on inactive rows); metrics: istar/* floats.
+    """
+
+    loss: float
+    weights: np.ndarray
+    pairs: int
+    rewards: np.ndarray
+    metrics: dict[str, float]
+
+
+def score_prm_batch(
+    raw: np.ndarray,
+    uid: np.ndarray,
+    traj_uid: np.ndarray,
+    success: np.ndarray,
+    config: IStarConfig,
+    active: np.ndarray | None = None,
+) -> PRMBatch:
+    """Pair loss, its per-row gradient and the normalised step rewards from raw r (n,) and the rows' labels.
+
+    uid, traj_uid, success, active: (n,); inactive rows (verl's padding copies) join no pair and get reward 0.
+    """
+    raw = np.asarray(raw, dtype=np.float64)
+    active = np.ones(len(raw), dtype=bool) if active is None else np.asarray(active, dtype=bool)
+    group, traj = contiguous_ids(np.asarray(uid, dtype=object)), contiguous_ids(np.asarray(traj_uid, dtype=object))
+    success = np.asarray(success, dtype=bool)
+    loss, weights, pairs = pairwise_loss_row_weights(raw, group, traj, success, active)
+    rewards = np.zeros(len(raw))
+    rewards[active] = normalise_step_rewards(raw[active], config.normalize, config.epsilon)
+    win, lose = active & success, active & ~success
+    metrics = {
+        "istar/loss": loss,
+        "istar/pairs": float(pairs),
+        "istar/groups_with_pairs": float(len(np.unique(group[weights != 0]))),
+        "istar/raw_reward_mean": float(raw[active].mean()) if active.any() else 0.0,
+        "istar/raw_reward_abs_max": float(np.abs(raw[active]).max()) if active.any() else 0.0,
+        "istar/raw_reward_success_mean": float(raw[win].mean()) if win.any() else 0.0,
+        "istar/raw_reward_failure_mean": float(raw[lose].mean()) if lose.any() else 0.0,
+    }
+    return PRMBatch(loss, weights, pairs, rewards, metrics)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Policy advantage
 # ---------------------------------------------------------------------------------------------------------------

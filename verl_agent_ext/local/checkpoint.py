@@ -19,8 +19,11 @@ STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
 
 
-def save_checkpoint(path: str | Path, model, optimizer, iteration: int, config) -> None:
-    """Save the run state after `iteration` completed iterations to folder `path` (atomically replaced)."""
+def save_checkpoint(path: str | Path, model, optimizer, iteration: int, config, extra: dict | None = None) -> None:
+    """Save the run state after `iteration` completed iterations to folder `path` (atomically replaced).
+
+    extra: further state saved with it (e.g. iStar's PRM adapter and optimizer), read back by `load_extra`.
+    """
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -30,6 +33,7 @@ def save_checkpoint(path: str | Path, model, optimizer, iteration: int, config) 
         "trainable": {name: p.detach().cpu() for name, p in model.named_parameters() if p.requires_grad},
         "optimizer": optimizer.state_dict(),
         "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+        "extra": extra or {},
     }
     torch.save(state, partial / STATE_FILE)
     (partial / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
@@ -60,6 +64,11 @@ def load_checkpoint(path: str | Path, model, optimizer) -> int:
     np.random.set_state(state["rng"]["numpy"])
     torch.set_rng_state(state["rng"]["torch"])
     return int(state["iteration"])
+
+
+def load_extra(path: str | Path) -> dict:
+    """The `extra` state saved with the checkpoint in `path` ({} when none)."""
+    return torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=False).get("extra", {})
 
 
 def read_config(path: str | Path) -> dict:

@@ -5,7 +5,8 @@ One iteration, read top to bottom in `LocalTrainer.train_iteration`:
      (`EnvAgentLoop`, the same code verl's workers run) against `HFServerManager` (verl's server-manager interface
      on a HF model); every environment step becomes one training row.
   2. credit: advantages from the registered verl estimator `estimator` (gigpo/scpo get the step metadata,
-     anything else is called with verl's standard arguments, as verl's `compute_advantage` does).
+     anything else is called with verl's standard arguments, as verl's `compute_advantage` does); for istar the
+     PRM adapter first scores the rows and takes its own update (`verl_agent_ext.local.prm`).
   3. update: `ppo_epochs` passes over the rows in micro-batches; the loss is verl's policy loss / KL / aggregation
      (`verl_agent_ext.local.loss`), gradients accumulate to one optimizer step per mini-batch (all rows).
 Each iteration appends a metrics record (JSONL), prints a table row, redraws the learning curve and checkpoints.
@@ -30,7 +31,7 @@ import torch
 
 from verl_agent_ext.local.advantages import ZERO_ADVANTAGE, compute_advantages, estimator_fn
 from verl_agent_ext.local.batch import StepRows, step_rows
-from verl_agent_ext.local.checkpoint import load_checkpoint, save_checkpoint
+from verl_agent_ext.local.checkpoint import load_checkpoint, load_extra, save_checkpoint
 from verl_agent_ext.local.config import LocalTrainConfig, actor_config, compose_verl_config
 from verl_agent_ext.local.hf_server import HFServerManager
 from verl_agent_ext.local.loss import actor_loss, set_global_batch_info
@@ -83,6 +84,7 @@ class LocalTrainer:
             max_batch_size=config.groups_per_iter * config.group_size,
             garbage_tokens=config.garbage_tokens,
         )
+        self.prm = self._make_prm() if config.estimator == "istar" else None
         self.tasks = _load_tasks(config)
         self.env_pool = _make_env_pool(config)
         self.metrics = MetricsLog(self.out_dir / "metrics.jsonl")
@@ -91,6 +93,8 @@ class LocalTrainer:
         self._stop_requested = False
         if config.resume and (self.out_dir / "checkpoint").is_dir():
             self.iteration = load_checkpoint(self.out_dir / "checkpoint", self.model, self.optimizer)
+            if self.prm is not None:
+                self.prm.load_state_dict(load_extra(self.out_dir / "checkpoint")["prm"])
             self.metrics.truncate_after(self.iteration)
             self.log(f"[train-local] resumed from {self.out_dir / 'checkpoint'} after iteration {self.iteration}")
         elif not config.resume:
@@ -132,6 +136,15 @@ class LocalTrainer:
         self.progress(f"[iter {iteration}] rollout: {episodes} episodes of <= {self.config.max_steps} steps ...")
         rows, rollout_metrics = self.rollout(iteration)
         record.update(rollout_metrics)
+
+        if self.prm is not None:  # iStar: score the batch with the PRM, then update the PRM, then the policy
+            prm_started = time.perf_counter()
+            record.update(self.prm.score_and_update(rows))
+            record["time/prm"] = time.perf_counter() - prm_started
+            self.progress(
+                f"[iter {iteration}] PRM: pair loss {record['istar/loss']:.4f} over {record['istar/pairs']:.0f} "
+                f"pairs, {'updated' if record['istar/updated'] else 'not updated'}"
+            )
 
         self.progress(f"[iter {iteration}] credit ({self.config.estimator}) over {len(rows)} step rows ...")
         credit_started = time.perf_counter()
@@ -340,8 +353,27 @@ class LocalTrainer:
 
     # -- checkpoints and interrupts ----------------------------------------------------------------------------
 
+    def _make_prm(self):
+        from verl_agent_ext.credit.istar import istar_config_from
+        from verl_agent_ext.local.prm import ImplicitPRM
+
+        istar = istar_config_from(self.verl_config.algorithm)
+        betas = tuple(self.verl_config.actor_rollout_ref.actor.optim.betas)
+        lr = self.config.lr if istar.prm_lr is None else istar.prm_lr
+        return ImplicitPRM(
+            self.model,
+            istar,
+            self._forward,
+            self._log_probs,
+            self.config.micro_batch_size,
+            lr,
+            betas,
+            before_step=lambda: setattr(self, "_protected", True),  # the weights change now (see _on_sigint)
+        )
+
     def _save(self) -> None:
-        save_checkpoint(self.out_dir / "checkpoint", self.model, self.optimizer, self.iteration, self.config)
+        extra = {"prm": self.prm.state_dict()} if self.prm is not None else None
+        save_checkpoint(self.out_dir / "checkpoint", self.model, self.optimizer, self.iteration, self.config, extra)
 
     def _on_sigint(self, signum, frame) -> None:
         self._stop_requested = True
