@@ -29,9 +29,9 @@ def check(config: DictConfig) -> list[str]:
 
     from verl_agent_ext.agent import AGENT_LOOP_NAME
     from verl_agent_ext.agent.config import EnvLoopConfig
-    from verl_agent_ext.verl_plugin import step_metadata
+    from verl_agent_ext.verl_plugin import istar_prm, step_metadata
 
-    for name in ("gigpo", "scpo"):
+    for name in ("gigpo", "scpo", "istar"):
         if name not in core_algos.ADV_ESTIMATOR_REGISTRY:
             raise RuntimeError(f"the verl_agent_ext plugin did not register estimator {name!r}: is it installed?")
     if AGENT_LOOP_NAME not in _agent_loop_registry:
@@ -39,6 +39,7 @@ def check(config: DictConfig) -> list[str]:
     OmegaConf.resolve(config)
     validate_config(config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
     step_metadata.check_config(config)  # also run by validate_config when the plugin hook is in place
+    istar_prm.check_config(config)
     env = EnvLoopConfig.from_mapping(config.get("env"))
     notes = [
         f"estimator={config.algorithm.adv_estimator} env={env.name} max_steps={env.max_steps} "

@@ -1,11 +1,13 @@
 """verl plugin entry point (group `verl.plugins`): `import verl` imports this module in every verl process.
 
-Importing it registers our advantage estimators (`gigpo`, `scpo`) in verl's registry, registers the environment
-agent loop (`verl_agent_ext_env`) and installs the step-metadata hook of the V1 trainer (`step_metadata`).
+Importing it registers our advantage estimators (`gigpo`, `scpo`, `istar`) in verl's registry, registers the
+environment agent loop (`verl_agent_ext_env`), and patches the V1 trainer: iStar's PRM worker group (`istar_prm`)
+and the step-metadata hook (`step_metadata`), in that order (the PRM's wrapper runs inside the hook's).
 """
 
 from verl_agent_ext.verl_plugin import (
     agent_loop_registry,  # noqa: F401  (registers verl_agent_ext_env)
-    estimators,  # noqa: F401  (registers gigpo / scpo)
+    estimators,  # noqa: F401  (registers gigpo / scpo / istar)
+    istar_prm,  # noqa: F401  (iStar's PRM worker group; patches the V1 trainer before step_metadata does)
     step_metadata,  # noqa: F401  (patches the V1 trainer when verl imports it)
 )

@@ -172,6 +172,15 @@ def _padding_row(key: str) -> dict[str, Any]:
     }
 
 
+def pending_step_metadata() -> dict[str, np.ndarray] | None:
+    """The (bs,) step-metadata columns of the batch whose advantage is being computed, else None.
+
+    A wrapper of `PPOTrainer._compute_advantage` installed before this hook runs inside it and may add columns
+    (iStar's PRM adds `prm_step_reward`); they reach the estimator's `non_tensor_batch`.
+    """
+    return _step_metadata.get()
+
+
 def compute_advantage_with_step_metadata(original: Callable[..., Any], tq: ModuleType) -> Callable[..., Any]:
     """Wrap `PPOTrainer._compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta`."""
 
