@@ -18,15 +18,15 @@ from verl_agent_ext.local.trainer import LocalTrainer
 
 
 def istar_config(out_dir, **overrides) -> LocalTrainConfig:
-    """1 iteration of 2 groups x 2 episodes of at most 2 steps; PRM lr 1e-3 so a few steps move it visibly."""
+    """1 iteration of 1 group x 2 one-step episodes; PRM lr 1e-3 so a few steps move it visibly."""
     values = dict(
         out_dir=str(out_dir),
         estimator="istar",
         iterations=1,
-        groups_per_iter=2,
+        groups_per_iter=1,
         group_size=2,
-        max_steps=2,
-        response_length=16,
+        max_steps=1,
+        response_length=8,
         games_per_type=1,
         resume=False,
         num_threads=2,
