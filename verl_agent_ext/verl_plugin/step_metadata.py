@@ -271,9 +271,8 @@ def _patch_validate_config(module: ModuleType) -> None:
 
     @functools.wraps(original)
     def validate_config(config: Any, *args: Any, **kwargs: Any) -> Any:
-        result = original(config, *args, **kwargs)
-        check_config(config)
-        return result
+        check_config(config)  # first: our reason is the precise one when the run cannot work
+        return original(config, *args, **kwargs)
 
     validate_config.__verl_agent_ext_patch__ = True
     module.validate_config = validate_config
