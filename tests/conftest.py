@@ -65,3 +65,36 @@ def store_sessions(transfer_queue):
         return asyncio.run(put_all())
 
     return store
+
+
+@pytest.fixture
+def v1_trainer():
+    """`v1_trainer(adv_estimator, parameter_sync_step=1, **algorithm)` -> verl's V1 trainer object, not started,
+    with the config keys `PPOTrainer.step` and `_compute_advantage` read (groups of 2; an `env` section, so the
+    plugin's hook runs whatever the estimator)."""
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.v1 import PPOTrainerSync
+
+    def build(adv_estimator: str, parameter_sync_step: int = 1, **algorithm):
+        trainer = object.__new__(PPOTrainerSync)
+        trainer.config = OmegaConf.create(
+            {
+                "algorithm": {
+                    "adv_estimator": adv_estimator,
+                    "gamma": 0.95,
+                    "lam": 1.0,
+                    "use_kl_in_reward": False,
+                    "norm_adv_by_std_in_grpo": True,
+                    "gigpo": {"mode": "mean_norm"},
+                    "scpo": {"matcher": "exact"},
+                    **algorithm,
+                },
+                "actor_rollout_ref": {"rollout": {"n": 2}},
+                "data": {"train_batch_size": parameter_sync_step},
+                "env": {"name": "alfworld"},
+            }
+        )
+        trainer.parameter_sync_step = parameter_sync_step
+        return trainer
+
+    return build

@@ -32,29 +32,6 @@ def play_session(tokenizer, loop_config, scripted_server, corridor_pool, answers
     return asyncio.run(loop.run(sampling_params or {"temperature": 1.0, "logprobs": True}, **ROW))
 
 
-def hooked_trainer(estimator: str, **algorithm):
-    """verl's V1 trainer object (not started) with the config keys `_compute_advantage` reads."""
-    from verl.trainer.ppo.v1 import PPOTrainerSync
-
-    trainer = object.__new__(PPOTrainerSync)
-    trainer.config = OmegaConf.create(
-        {
-            "algorithm": {
-                "adv_estimator": estimator,
-                "gamma": 0.95,
-                "lam": 1.0,
-                "use_kl_in_reward": False,
-                "norm_adv_by_std_in_grpo": True,
-                "gigpo": {"mode": "mean_norm"},
-                **algorithm,
-            },
-            "actor_rollout_ref": {"rollout": {"n": 2}},
-            "env": {"name": "alfworld"},
-        }
-    )
-    return trainer
-
-
 def compute_advantages(transfer_queue, trainer, keys: list[str]) -> tuple[list[torch.Tensor], dict]:
     from transfer_queue import KVBatchMeta
 
@@ -65,7 +42,7 @@ def compute_advantages(transfer_queue, trainer, keys: list[str]) -> tuple[list[t
 
 
 def test_empty_log_prob_lists_of_async_modes_do_not_break_rollout_correction(
-    transfer_queue, store_sessions, tokenizer, loop_config, scripted_server, corridor_pool
+    transfer_queue, store_sessions, v1_trainer, tokenizer, loop_config, scripted_server, corridor_pool
 ):
     """colocate_async / separate_async with rollout.calculate_log_probs=False: verl's FullyAsyncLLMServerClient
     returns log_probs=[] (not None); verl's default rollout_correction section then runs in _compute_advantage."""
@@ -86,7 +63,7 @@ def test_empty_log_prob_lists_of_async_modes_do_not_break_rollout_correction(
         keys=keys, partition_id="train", fields=TensorDict({"old_log_probs": old_log_probs}, batch_size=len(keys))
     )
     defaults = Path(verl.trainer.config.__file__).parent / "algorithm" / "rollout_correction.yaml"
-    trainer = hooked_trainer("gigpo", rollout_correction=OmegaConf.load(defaults))
+    trainer = v1_trainer("gigpo", rollout_correction=OmegaConf.load(defaults))
     advantages, _ = compute_advantages(transfer_queue, trainer, keys)
     assert [len(row) for row in advantages] == lengths
     assert all(output.response_logprobs is None for outputs in sessions.values() for output in outputs)
@@ -102,7 +79,7 @@ def test_log_probs_are_kept_when_they_cover_the_response(tokenizer, loop_config,
 
 
 def test_grpo_gives_an_episode_ending_in_an_empty_answer_its_advantage(
-    transfer_queue, store_sessions, tokenizer, loop_config, scripted_server, corridor_pool
+    transfer_queue, store_sessions, v1_trainer, tokenizer, loop_config, scripted_server, corridor_pool
 ):
     """verl's multi-trajectory GRPO broadcasts the advantage of each session's last row (highest output index)
     from its first unmasked token: an empty last answer (engine abort) has none."""
@@ -115,7 +92,7 @@ def test_grpo_gives_an_episode_ending_in_an_empty_answer_its_advantage(
     assert len(loser) == 6 and sorted(o.extra_fields["step_index"] for o in loser) == list(range(6))
     assert loser[-1].response_mask == [1] * len(loser[-1].response_ids)  # a step with real tokens comes last
     keys = store_sessions(sessions)
-    advantages, _ = compute_advantages(transfer_queue, hooked_trainer("grpo"), keys)
+    advantages, _ = compute_advantages(transfer_queue, v1_trainer("grpo"), keys)
     per_row = {key: row[0].item() for key, row in zip(keys, advantages, strict=True) if len(row)}
     winner = [value for key, value in per_row.items() if key.startswith("g_0_")]
     loser_values = [value for key, value in per_row.items() if key.startswith("g_1_") and value != 0.0]

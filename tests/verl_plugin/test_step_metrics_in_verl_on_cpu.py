@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 
 
 def episode(uid: str, session: int, length: int, won: bool) -> list:
@@ -42,32 +41,7 @@ def episode(uid: str, session: int, length: int, won: bool) -> list:
     ]
 
 
-def trainer_for(estimator: str, parameter_sync_step: int = 1):
-    """verl's V1 trainer object (not started) with the config keys that step/_compute_advantage read."""
-    from verl.trainer.ppo.v1 import PPOTrainerSync
-
-    trainer = object.__new__(PPOTrainerSync)
-    trainer.config = OmegaConf.create(
-        {
-            "algorithm": {
-                "adv_estimator": estimator,
-                "gamma": 0.95,
-                "lam": 1.0,
-                "use_kl_in_reward": False,
-                "norm_adv_by_std_in_grpo": True,
-                "gigpo": {"mode": "mean_norm"},
-                "scpo": {"matcher": "exact"},
-            },
-            "actor_rollout_ref": {"rollout": {"n": 2}},
-            "data": {"train_batch_size": parameter_sync_step},
-            "env": {"name": "alfworld"},
-        }
-    )
-    trainer.parameter_sync_step = parameter_sync_step
-    return trainer
-
-
-def test_metrics_of_a_step_with_several_sub_steps_are_over_the_whole_step(transfer_queue, store_sessions):
+def test_metrics_of_a_step_with_several_sub_steps_are_over_the_whole_step(transfer_queue, store_sessions, v1_trainer):
     """verl's real PPOTrainer.step with parameter_sync_step=2 (separate_async's default is 4): sub-step 1 has two
     won 2-step episodes, sub-step 2 two failed 6-step episodes. verl averages sub-step metrics weighted by rows."""
     from transfer_queue import KVBatchMeta
@@ -76,7 +50,7 @@ def test_metrics_of_a_step_with_several_sub_steps_are_over_the_whole_step(transf
         store_sessions({("a", 0): episode("a", 0, 2, True), ("a", 1): episode("a", 1, 2, True)}),
         store_sessions({("b", 0): episode("b", 0, 6, False), ("b", 1): episode("b", 1, 6, False)}),
     ]
-    trainer = trainer_for("gigpo", parameter_sync_step=2)
+    trainer = v1_trainer("gigpo", parameter_sync_step=2)
     trainer.prepare_step = lambda: {}
 
     def step_once(metrics: dict, timing_raw: dict, sample_batch_size: int) -> KVBatchMeta:
@@ -100,7 +74,7 @@ def test_metrics_of_a_step_with_several_sub_steps_are_over_the_whole_step(transf
 
 
 @pytest.mark.parametrize("estimator", ["gigpo", "scpo"])
-def test_padding_rows_stay_out_of_the_credit_diagnostics(transfer_queue, store_sessions, estimator):
+def test_padding_rows_stay_out_of_the_credit_diagnostics(transfer_queue, store_sessions, v1_trainer, estimator):
     """verl pads the batch with synthetic rows (upsample_batch_to_divisible_size); the estimator's statistics
     must be those of the real rows."""
     from transfer_queue import KVBatchMeta
@@ -109,7 +83,7 @@ def test_padding_rows_stay_out_of_the_credit_diagnostics(transfer_queue, store_s
     sessions = {("g", 0): episode("g", 0, 3, True), ("g", 1): episode("g", 1, 4, False)}
     keys = store_sessions(sessions)
     plain_metrics: dict = {}
-    trainer_for(estimator)._compute_advantage(
+    v1_trainer(estimator)._compute_advantage(
         KVBatchMeta(keys=keys, tags=[{} for _ in keys], partition_id="train"), plain_metrics
     )
     plain = transfer_queue.kv_batch_get(keys=keys, partition_id="train", select_fields=["advantages"])["advantages"]
@@ -117,7 +91,7 @@ def test_padding_rows_stay_out_of_the_credit_diagnostics(transfer_queue, store_s
     padded = upsample_batch_to_divisible_size(batch, batch_multiple=16, eos_token_id=2)
     assert len(padded) == 16
     padded_metrics: dict = {}
-    trainer_for(estimator)._compute_advantage(padded, padded_metrics)
+    v1_trainer(estimator)._compute_advantage(padded, padded_metrics)
     advantages = transfer_queue.kv_batch_get(keys=padded.keys, partition_id="train", select_fields=["advantages"])
     rows = list(advantages["advantages"].unbind())
     credit = sorted(key for key in plain_metrics if key.startswith("credit/"))

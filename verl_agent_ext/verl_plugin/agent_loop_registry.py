@@ -46,23 +46,24 @@ def check_agent_loop_worker(config: Mapping[str, Any]) -> None:
         ) from error
 
 
-def checking_agent_loop_worker(original: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap `AgentLoopWorker.__init__(self, config, ...)` with `check_agent_loop_worker`."""
+def check_config_before_init(owner: type, check: Callable[[Any], None]) -> None:
+    """Make `owner.__init__(self, config, ...)` call `check(config)` first (once, however often it is asked)."""
+    original = owner.__init__
+    if getattr(original, "__verl_agent_ext_patch__", False):
+        return
 
     @functools.wraps(original)
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        check_agent_loop_worker(kwargs["config"] if "config" in kwargs else args[0])
+        check(kwargs["config"] if "config" in kwargs else args[0])
         original(self, *args, **kwargs)
 
     __init__.__verl_agent_ext_patch__ = True
-    return __init__
+    owner.__init__ = __init__
 
 
 def _register(module: ModuleType) -> None:
     module._agent_loop_registry.setdefault(AGENT_LOOP_NAME, {"_target_": AGENT_LOOP_TARGET})
-    worker = module.AgentLoopWorker
-    if not getattr(worker.__init__, "__verl_agent_ext_patch__", False):
-        worker.__init__ = checking_agent_loop_worker(worker.__init__)
+    check_config_before_init(module.AgentLoopWorker, check_agent_loop_worker)
 
 
 when_imported(AGENT_LOOP_MODULE, _register)

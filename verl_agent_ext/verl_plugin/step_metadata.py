@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from verl_agent_ext.agent import AGENT_LOOP_NAME, EPISODE_KEYS, STEP_METADATA_KEYS
-from verl_agent_ext.verl_plugin.agent_loop_registry import uses_env_agent_loop
+from verl_agent_ext.verl_plugin.agent_loop_registry import check_config_before_init, uses_env_agent_loop
 from verl_agent_ext.verl_plugin.metrics import combine_credit_diagnostics, episode_metrics
 from verl_agent_ext.verl_plugin.post_import import when_imported
 
@@ -315,24 +315,9 @@ def _patch_v1_trainer(module: ModuleType) -> None:
     _patch(module, trainer, "_compute_advantage", lambda original: compute_advantage_with_step_metadata(original, tq))
     if hook_status[module.__name__] == "installed":
         _patch(module, trainer, "step", step_with_whole_step_metrics)
-    if not getattr(trainer.__init__, "__verl_agent_ext_patch__", False):
-        trainer.__init__ = checking_config_at_init(trainer.__init__)
-
-
-def checking_config_at_init(original: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap `PPOTrainer.__init__(self, config)`: run `check_config` again in the process that trains.
-
-    verl builds the trainer in its `TaskRunner` Ray actor, not in the process that composed and validated the
-    config; a plugin or patch that failed there would otherwise show only at the first advantage computation.
-    """
-
-    @functools.wraps(original)
-    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
-        check_config(kwargs["config"] if "config" in kwargs else args[0])
-        original(self, *args, **kwargs)
-
-    __init__.__verl_agent_ext_patch__ = True
-    return __init__
+    # verl builds the trainer in its TaskRunner Ray actor, not in the process that validated the config: check
+    # there too, or a plugin or patch that failed there would show only at the first advantage computation
+    check_config_before_init(trainer, check_config)
 
 
 def _patch_validate_config(module: ModuleType) -> None:
