@@ -30,6 +30,7 @@ import contextvars
 import functools
 import inspect
 import logging
+import os
 from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any
@@ -388,7 +389,9 @@ def import_plugin_in_ray_processes(config: Any) -> None:
     with open_dict(runtime_env):
         if runtime_env.get("env_vars") is None:
             runtime_env.env_vars = {}
-        modules = [name for name in str(runtime_env.env_vars.get(EXTERNAL_MODULES_ENV) or "").split(",") if name]
+        # the runtime env's value replaces the launching shell's in the Ray processes: keep the modules of both
+        named = f"{runtime_env.env_vars.get(EXTERNAL_MODULES_ENV) or ''},{os.environ.get(EXTERNAL_MODULES_ENV, '')}"
+        modules = list(dict.fromkeys(name.strip() for name in named.split(",") if name.strip()))
         if PLUGIN_MODULE not in modules:
             runtime_env.env_vars[EXTERNAL_MODULES_ENV] = ",".join([*modules, PLUGIN_MODULE])
 
