@@ -96,3 +96,17 @@ def test_estimator_signature_detection():
     assert step_metadata.estimator_taking_metadata("scpo") is not None
     assert step_metadata.estimator_taking_metadata("grpo") is None
     assert step_metadata.estimator_taking_metadata("gdpo") is None  # verl passes it itself
+
+
+def test_unsupported_verl_version_leaves_verl_alone_and_is_reported(monkeypatch):
+    """The version guard of `_patch` itself (not a hand-set status): nothing is patched, the status says why."""
+    import types
+
+    monkeypatch.setattr(step_metadata, "verl_version_supported", lambda: (False, "0.11.0"))
+    module = types.ModuleType("verl_future.trainer")
+    original = object()
+    owner = types.SimpleNamespace(method=original)
+    monkeypatch.setitem(step_metadata.hook_status, module.__name__, "not imported")
+    step_metadata._patch(module, owner, "method", lambda wrapped: "patched")
+    assert owner.method is original
+    assert "verl 0.11.0 is not supported" in step_metadata.hook_status[module.__name__]
