@@ -45,7 +45,7 @@ def test_cost_metrics_of_cold_and_warm_calls():
         action_text=["take apple 1 from countertop 1", "look", "take mug 2 from countertop 1", "look"],
     )
     diagnostics = compute_scpo(batch, SCPOConfig(theta=0.85), EmbeddingMatcher(segments="separate")).diagnostics
-    assert diagnostics["scpo/distinct_texts"] == 4 and diagnostics["scpo/cache_hit_rate"] == 0
+    assert diagnostics["scpo/distinct_texts"] == 3 and diagnostics["scpo/cache_hit_rate"] == 0
     assert diagnostics["scpo/encode_seconds"] > 0 and diagnostics["scpo/align_seconds"] >= 0
 
 

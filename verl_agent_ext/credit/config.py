@@ -20,7 +20,7 @@ SCPO_MATCHERS = ("embedding", "static", "cross_encoder", "exact", "difflib")
 SCPO_SEGMENTS = ("joint", "separate")
 SCPO_BACKENDS = ("torch", "onnx", "onnx_int8")
 # Default SCPO threshold per matcher (docs/credit.md: measured score distributions for the embedding default).
-DEFAULT_THETA = {"embedding": 0.85, "static": 0.85, "cross_encoder": 0.6, "exact": 0.5, "difflib": 0.8}
+DEFAULT_THETA = {"embedding": 0.85, "static": 0.98, "cross_encoder": 0.6, "exact": 0.5, "difflib": 0.8}
 
 
 @dataclass(frozen=True)

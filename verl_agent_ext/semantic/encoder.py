@@ -169,13 +169,14 @@ def combine_segments(
     as the model's mean pooling takes it, except that tokens of one part do not attend to the other's. So the
     observation and the action both shape the score, each in proportion to its length, as in the joined text.
     """
-    if not steps:
-        return np.zeros((0, part_vectors.shape[1] if part_vectors.ndim == 2 else 0), dtype=np.float32)
-    combined = np.zeros((len(steps), part_vectors.shape[1]), dtype=np.float32)
-    for i, step in enumerate(steps):
-        for part in step:
-            k = part_index[part]
-            combined[i] += max(int(part_tokens[k]), 1) * part_vectors[k]
+    dim = part_vectors.shape[1] if part_vectors.ndim == 2 else 0
+    sizes = np.asarray([len(step) for step in steps], dtype=np.int64)
+    rows = np.repeat(np.arange(len(steps)), sizes)
+    parts = np.fromiter((part_index[part] for step in steps for part in step), dtype=np.int64, count=len(rows))
+    weights = np.maximum(part_tokens[parts], 1).astype(np.float32)[:, None] if len(parts) else np.zeros((0, 1))
+    combined = np.zeros((len(steps), dim), dtype=np.float32)
+    if len(parts):
+        np.add.at(combined, rows, weights * part_vectors[parts])
     norms = np.linalg.norm(combined, axis=1, keepdims=True)
     return combined / np.maximum(norms, 1e-12)
 
