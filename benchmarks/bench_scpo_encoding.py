@@ -103,7 +103,7 @@ def main() -> None:
     parser.add_argument("--group-size", type=int, default=8)
     parser.add_argument("--max-steps", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epsilons", type=float, nargs="+", default=[0.8, 0.9, 0.97], help="random-action rates")
+    parser.add_argument("--epsilons", type=float, nargs="+", default=[0.5, 0.75, 0.9], help="random-action rates")
     parser.add_argument("--only", nargs="*", default=None, help="option names to run (substring match)")
     parser.add_argument("--calibrate", action="store_true", help="also pick theta per option on half the groups")
     args = parser.parse_args()

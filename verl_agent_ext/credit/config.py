@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from verl_agent_ext.semantic.encoder import SEGMENTS
 from verl_agent_ext.semantic.models import resolve_device
+from verl_agent_ext.semantic.onnx_runtime import BACKENDS
 
 EPISODE_NORM_OVER = ("steps", "trajectories")
 GIGPO_MODES = ("mean_norm", "mean_std_norm")
@@ -17,8 +19,8 @@ SIMILARITIES = ("exact", "difflib", "static", "embedding", "cross_encoder")
 SCPO_REFERENCES = ("longest", "shortest", "all")
 SCPO_STEP_TEXTS = ("obs_action", "action", "obs")
 SCPO_MATCHERS = ("embedding", "static", "cross_encoder", "exact", "difflib")
-SCPO_SEGMENTS = ("joint", "separate")
-SCPO_BACKENDS = ("torch", "onnx", "onnx_int8")
+SCPO_SEGMENTS = SEGMENTS
+SCPO_BACKENDS = BACKENDS
 # Default SCPO threshold per matcher (docs/credit.md: measured score distributions for the embedding default).
 DEFAULT_THETA = {"embedding": 0.85, "static": 0.98, "cross_encoder": 0.6, "exact": 0.5, "difflib": 0.8}
 

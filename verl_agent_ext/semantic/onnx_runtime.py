@@ -1,6 +1,7 @@
 """The bi-encoder on ONNX Runtime: exported offline from the local sentence-transformers model, fp32 or int8.
 
-The export (transformer + mean pooling, one graph) and its dynamic int8 quantisation are written once under
+The export (transformer + mean pooling, one graph) and its dynamic int8 quantisation (per-channel weights: cosine
+to the fp32 model >= 0.985 on ALFWorld texts, vs >= 0.93 per tensor) are written once under
 $VERL_AGENT_EXT_CACHE/onnx/ from the model already on disk; nothing is downloaded. Needs the `onnx` extra
 (`pip install verl-agent-ext[onnx]`: onnxruntime, onnx).
 """
