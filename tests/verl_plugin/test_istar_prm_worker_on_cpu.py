@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 from tensordict import TensorDict
-from test_step_metadata_hook_on_cpu import algorithm_config, put_rollouts, transfer_queue  # noqa: F401
+from test_step_metadata_hook_on_cpu import algorithm_config, put_rollouts
 
 from verl_agent_ext.credit import IStarConfig, StepBatch, compute_istar
 from verl_agent_ext.credit.istar import score_prm_batch
@@ -134,13 +134,13 @@ PRM_VALUE = {"g0_0": -0.5, "g0_1": -1.5, "g0_2": -1.0, "g1_0": -0.8, "g1_1": -1.
 """log pi_phi per token of each session's rows (old log-probs are -1 everywhere): winners g0_0, g1_0 score higher."""
 
 
-def run_istar_advantage(tq, istar: dict):
+def run_istar_advantage(tq, store_sessions, istar: dict):
     """The stored rows with old log-probs, through verl's patched PPOTrainer._compute_advantage with a recorder."""
     from transfer_queue import KVBatchMeta
     from verl.trainer.ppo.v1 import PPOTrainerSync
     from verl.workers.utils.padding import response_to_nested
 
-    keys = put_rollouts(tq)
+    keys = put_rollouts(store_sessions)
     masks = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=["response_mask"])["response_mask"]
     old = torch.full((len(keys), int(masks.offsets().diff().max())), -1.0)
     fields = TensorDict({"old_log_probs": response_to_nested(old, masks)}, len(keys))
@@ -155,8 +155,8 @@ def run_istar_advantage(tq, istar: dict):
     return trainer, keys, masks.offsets().diff().double().numpy(), metrics
 
 
-def test_driver_scores_updates_and_feeds_the_estimator(transfer_queue):  # noqa: F811
-    trainer, keys, lengths, metrics = run_istar_advantage(transfer_queue, {"step_advantage_w": 1.0})
+def test_driver_scores_updates_and_feeds_the_estimator(transfer_queue, store_sessions):
+    trainer, keys, lengths, metrics = run_istar_advantage(transfer_queue, store_sessions, {"step_advantage_w": 1.0})
     sessions = [key.rsplit("_", 1)[0] for key in keys]
     raw = 0.05 * (np.asarray([PRM_VALUE[s] for s in sessions]) + 1.0) * lengths
     uid = np.asarray([s.split("_")[0] for s in sessions], dtype=object)
@@ -185,8 +185,8 @@ def test_driver_scores_updates_and_feeds_the_estimator(transfer_queue):  # noqa:
     transfer_queue.kv_clear(keys=keys, partition_id="train")
 
 
-def test_frozen_prm_scores_without_training(transfer_queue):  # noqa: F811
-    trainer, keys, _, metrics = run_istar_advantage(transfer_queue, {"freeze_prm": True})
+def test_frozen_prm_scores_without_training(transfer_queue, store_sessions):
+    trainer, keys, _, metrics = run_istar_advantage(transfer_queue, store_sessions, {"freeze_prm": True})
     assert metrics["istar/updated"] == 0.0 and metrics["istar/pairs"] == 3 and not trainer.istar_prm_wg.trained
     transfer_queue.kv_clear(keys=keys, partition_id="train")
 
