@@ -174,7 +174,7 @@ def score_and_update_prm(trainer: Any, batch: Any, columns: dict[str, np.ndarray
     mask = response_mask.to_padded_tensor(0)
     raw = (istar.beta * ((prm_log_prob - old_log_prob) * mask).sum(-1)).double().cpu().numpy()
     active = np.asarray([not tag.get("is_padding", False) for tag in batch.tags])
-    uid = np.asarray(data.select("uid").to_padded_tensor()["uid"].tolist(), dtype=object)  # as verl's own
+    uid = np.asarray(data.pop("uid").tolist(), dtype=object)  # as verl's own _validate reads it
     success = np.asarray(columns["episode_success"], dtype=bool)
     scored = score_prm_batch(raw, uid, columns["traj_uid"], success, istar, active)
     metrics.update(scored.metrics)
