@@ -58,7 +58,7 @@ from verl.workers.rollout.replica import TokenOutput
 
 from verl_agent_ext.agent.config import EnvLoopConfig
 from verl_agent_ext.agent.env_sessions import EnvLeaser, EnvSession, shared_env_pool
-from verl_agent_ext.agent.prompt import window_prompt
+from verl_agent_ext.agent.prompt import step_messages, window_prompt
 from verl_agent_ext.envs.base import Observation, Task, Turn
 
 
@@ -170,7 +170,7 @@ class EnvAgentLoop(AgentLoopBase):
         """Prompt ids of this step: chat template over the env's user prompt, history windowed to fit."""
 
         def render(turns: Sequence[Turn]) -> list[int]:
-            messages = [{"role": "user", "content": env.format_prompt(observation, turns, step_index)}]
+            messages = step_messages(env, observation, turns, step_index)
             return self.continuous_token_builder.build_initial_tokens(messages) + self.response_prefix_ids
 
         prompt_ids, _ = window_prompt(render, history, self.env_config.history_length, self.prompt_length)
