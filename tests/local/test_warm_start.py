@@ -91,8 +91,9 @@ def test_the_shipped_adapter_matches_what_the_command_writes(short_run):
     assert shipped.parent == SHIPPED_ADAPTERS
     record = json.loads((shipped / "warm_start.json").read_text())
     assert record["settings"]["model"] == "smollm2-135m" and "eval/success_rate" in record["heldout"]
-    ours, theirs = load_file(first.adapter_dir / "adapter_model.safetensors"), load_file(
-        shipped / "adapter_model.safetensors"
+    ours, theirs = (
+        load_file(first.adapter_dir / "adapter_model.safetensors"),
+        load_file(shipped / "adapter_model.safetensors"),
     )
     assert {k: v.shape for k, v in ours.items()} == {k: v.shape for k, v in theirs.items()}
 
