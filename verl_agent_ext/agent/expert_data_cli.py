@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from verl_agent_ext.errors import UserError, user_input_errors, writable_folder
+
 ENVS = ("alfworld", "webshop")
 HELDOUT_SPLIT = {"alfworld": "eval_in_distribution", "webshop": "dev"}
 INFO_FILE = "info.json"
@@ -91,11 +93,11 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
     from verl_agent_ext.envs.alfworld.generator import TASK_TYPES
 
     if args.episodes < 1 or args.val_episodes < 0:
-        raise SystemExit(f"--episodes must be >= 1 and --val-episodes >= 0, got {args.episodes}, {args.val_episodes}")
+        raise UserError(f"--episodes must be >= 1 and --val-episodes >= 0, got {args.episodes}, {args.val_episodes}")
     types = [t for t in args.task_types.split(",") if t]
     unknown = sorted(set(types) - set(TASK_TYPES))
     if unknown:
-        raise SystemExit(f"unknown ALFWorld task types {unknown}; valid names: {list(TASK_TYPES)}")
+        raise UserError(f"unknown ALFWorld task types {unknown}; valid names: {list(TASK_TYPES)}")
     per_type = args.per_type or -(-max(args.episodes, args.val_episodes) // len(types or TASK_TYPES))
     return DemoSettings(
         env=args.env,
@@ -226,11 +228,12 @@ def read_info(folder: str | Path) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
-    args.out.mkdir(parents=True, exist_ok=True)
+    writable_folder(args.out, "--out")
     summaries = {}
     splits = (("train", "train", settings.episodes), ("val", HELDOUT_SPLIT[args.env], settings.val_episodes))
     for name, split, count in splits:
-        rows = list(demonstration_rows(settings, split, count))
+        with user_input_errors():  # missing catalog folder, bad settings
+            rows = list(demonstration_rows(settings, split, count))
         summary = rows.pop()["summary"]
         write_split(args.out, name, rows)
         summaries[name] = {**summary, "rows": len(rows)}

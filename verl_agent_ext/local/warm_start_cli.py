@@ -62,10 +62,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Warm start, then end the process at once (see `train_cli.run`: ALFWorld's native teardown)."""
+    from verl_agent_ext.errors import existing_folder, user_input_errors
     from verl_agent_ext.local.warm_start import warm_start
 
     names = {field.name for field in dataclasses.fields(WarmStartConfig)}
-    config = WarmStartConfig(**{key: value for key, value in vars(args).items() if key in names})
+    with user_input_errors():  # bad values, a folder that is not expert-data output
+        config = WarmStartConfig(**{key: value for key, value in vars(args).items() if key in names})
+        existing_folder(config.data, "--data")
+        from verl_agent_ext.agent.expert_data_cli import read_info
+
+        read_info(config.data)
     result = warm_start(config)
     record = result.record
     heldout = record.get("heldout", {})
