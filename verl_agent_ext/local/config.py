@@ -43,7 +43,7 @@ class LocalTrainConfig:
     model: str = DEFAULT_MODEL  # short name of a shipped GGUF model, a local folder or a HF hub name
     lora_rank: int = 8  # 0: train all weights
     lora_alpha: int = 16
-    init_adapter: str = ""  # start from this PEFT LoRA adapter (folder or shipped name); "" = a fresh LoRA
+    init_adapter: str = ""  # start from this PEFT LoRA adapter (folder); "" = a fresh LoRA
     # data and environment
     env: str = "alfworld"
     games_dir: str | None = None

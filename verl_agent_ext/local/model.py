@@ -98,27 +98,19 @@ def add_lora(model, rank: int, alpha: int, dropout: float = 0.0, target_modules:
     return get_peft_model(model, config)
 
 
-SHIPPED_ADAPTERS = Path(__file__).with_name("adapters")
-"""LoRA adapters shipped with the package, one PEFT folder each (`warm_start.json` says how each was made)."""
-
-
 def resolve_adapter(name: str) -> Path:
-    """The folder of a shipped adapter name, or `name` itself when it is a PEFT adapter folder."""
-    shipped = SHIPPED_ADAPTERS / name
-    if (shipped / "adapter_config.json").is_file():
-        return shipped
+    """`name` as a PEFT adapter folder (one with adapter_config.json, e.g. `verl-agent-ext warm-start` output)."""
     path = Path(name).expanduser()
     if (path / "adapter_config.json").is_file():
         return path
-    names = sorted(p.parent.name for p in SHIPPED_ADAPTERS.glob("*/adapter_config.json"))
     raise FileNotFoundError(
-        f"adapter {name!r} is neither a PEFT adapter folder (with adapter_config.json) nor a shipped adapter; "
-        f"shipped: {names}"
+        f"adapter {name!r} is not a PEFT adapter folder (with adapter_config.json): "
+        "make one with `verl-agent-ext warm-start --out DIR`"
     )
 
 
 def load_adapter(model, name: str):
-    """Wrap `model` with the trainable LoRA adapter `name` (a folder or a shipped name, see `resolve_adapter`)."""
+    """Wrap `model` with the trainable LoRA adapter in folder `name` (see `resolve_adapter`)."""
     from peft import PeftModel
 
     return PeftModel.from_pretrained(model, str(resolve_adapter(name)), is_trainable=True)

@@ -21,8 +21,8 @@ HELP = {
     "resume": "continue from OUT_DIR/checkpoint when it exists",
     "model": "smollm2-135m (offline default), a local HF folder or a hub name",
     "lora_rank": "LoRA rank (0: train all weights)",
-    "init_adapter": "start from this PEFT LoRA adapter: a folder (e.g. `warm-start` output) or a shipped name "
-    "(alfworld-sft); its rank replaces --lora-rank",
+    "init_adapter": "start from this PEFT LoRA adapter folder (e.g. `warm-start` output); its rank replaces "
+    "--lora-rank",
     "games_seed": "seed of the generated games",
     "task_types": "comma-separated ALFWorld task types to train on (default: all six)",
     "games_dir": "folder of ALFWorld games (default: the cached generated set)",
