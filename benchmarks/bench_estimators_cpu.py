@@ -5,11 +5,12 @@
         --iterations 2                                                          # a reduced run
 
 Every (estimator, seed) run starts from the same warm-started LoRA adapter (`--init-adapter`, made by
-`verl-agent-ext warm-start`, see docs/cpu_training.md), plays the same training tasks in the same order (task sampling depends on the seed only) and is
-evaluated on the same held-out games (generated eval_in_distribution split, one episode each) before training and
-every `--eval-every` iterations. Each run is its own process (`--single`), so a native crash in one run cannot take
-the others down. Writes `results.jsonl` (one line per evaluation), `table.md` and `estimators.png` (mean success
-over seeds against mean cumulative env steps, band = min..max over seeds) under --out.
+`verl-agent-ext warm-start`, see docs/cpu_training.md), plays the same training tasks in the same order (task
+sampling depends on the seed only) and is evaluated on the same held-out games (generated eval_in_distribution
+split, one episode each) before training and every `--eval-every` iterations. Each run is its own process
+(`--single`), so a native crash in one run cannot take the others down. Writes `results.jsonl` (one line per
+evaluation), `table.md` and `estimators.png` (mean success over seeds against mean cumulative env steps, band =
+min..max over seeds) under --out.
 """
 
 from __future__ import annotations
