@@ -74,8 +74,8 @@ def branching_plan(config: Any, env_config: EnvLoopConfig) -> BranchingPlan | No
 
 
 def continuations(score: float, g_max: int) -> int:
-    """n(s) = ceil(g_max * S(s))."""
-    return math.ceil(g_max * score - 1e-12)
+    """n(s) = ceil(g_max * S(s)): any S > 0 gives at least one continuation."""
+    return math.ceil(g_max * score)
 
 
 def split(total: int, parts: int) -> list[int]:

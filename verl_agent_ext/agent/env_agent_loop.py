@@ -153,12 +153,13 @@ class EnvAgentLoop(AgentLoopBase):
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> list[AgentLoopOutput]:
         """Play the episode of the task in `kwargs` (the dataset row); one output per step, in order.
 
-        With 3SPO's branching rollout on (`algorithm.adv_estimator=sspo`, `algorithm.sspo.branching`), the episode
-        may fork into several trajectories (`verl_agent_ext.agent.branching`): one output per step of any of them.
+        With 3SPO's branching rollout on (`algorithm.adv_estimator=sspo`, `algorithm.sspo.branching`), a training
+        episode (split "train"; validation never branches) may fork into several trajectories
+        (`verl_agent_ext.agent.branching`): one output per step of any of them.
         """
         task = task_from_row(kwargs, self.env_config.name)
         pool = await self.env_pool(task.env)
-        if self.branching is not None:
+        if self.branching is not None and task.split == "train":
             return await play_branching(self, pool, task, sampling_params)
         traj_uid = uuid4().hex
         steps: list[_Step] = []
