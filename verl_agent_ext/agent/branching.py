@@ -113,7 +113,8 @@ class TreeStats:
     forks: int = 0
     stops: int = 0
     replays: int = 0
-    env_steps: int = 0
+    replayed_steps: int = 0  # env steps spent restoring forks (no generation)
+    env_steps: int = 0  # steps taken by the policy (one generation each)
 
 
 async def play_branching(
@@ -136,6 +137,7 @@ async def play_branching(
             if branch.restore:
                 restored = await env.replay(branch.actions)
                 stats.replays += 1
+                stats.replayed_steps += len(branch.actions)
                 if restored != branch.observation:
                     raise RuntimeError(
                         f"environment {task.env!r} is not deterministic: replaying {len(branch.actions)} actions of "

@@ -148,10 +148,24 @@ def state_score_store(config: SSPOConfig) -> LocalStateScoreStore | RayStateScor
         return _stores[key]
 
 
-def save_state(store: LocalStateScoreStore | RayStateScoreStore, folder: str | os.PathLike) -> None:
-    """Write the store's table to `folder/STATE_FILE` (atomically: temporary file, then rename)."""
+def run_score_store(estimator: str, algorithm: Any) -> LocalStateScoreStore | RayStateScoreStore | None:
+    """The store of a run whose estimator is `estimator`, emptied (a new run starts from an empty table); None
+    unless the estimator is 3SPO. algorithm: verl's `algorithm` config section."""
+    from verl_agent_ext.agent.branching import SSPO_ESTIMATORS
+    from verl_agent_ext.credit.config import sspo_config_from
+
+    if estimator not in SSPO_ESTIMATORS:
+        return None
+    config = sspo_config_from(algorithm)
+    store = state_score_store(config)
+    store.load_state_dict(StateScoreTable(score_params(config), config.max_states).state_dict())
+    return store
+
+
+def save_state(state: dict[str, np.ndarray], folder: str | os.PathLike) -> None:
+    """Write a table's `state_dict()` to `folder/STATE_FILE` (atomically: temporary file, then rename)."""
     path = os.path.join(folder, STATE_FILE)
-    np.savez(path + ".partial.npz", **store.state_dict())
+    np.savez(path + ".partial.npz", **state)
     os.replace(path + ".partial.npz", path)
 
 

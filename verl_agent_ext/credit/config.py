@@ -116,10 +116,14 @@ def scpo_config_from(config: Any = None) -> SCPOConfig:
     """
     if isinstance(config, SCPOConfig):
         return config
-    scpo_options = _section(config, "scpo", SCPO_KEYS + GIGPO_KEYS)
-    gigpo = gigpo_config_from(config)
-    overrides = {key: scpo_options.pop(key) for key in GIGPO_KEYS if key in scpo_options}
-    return SCPOConfig(**scpo_options, gigpo=replace(gigpo, **overrides))
+    return _with_gigpo(config, "scpo", SCPOConfig, SCPO_KEYS)
+
+
+def _with_gigpo(config: Any, name: str, config_class: type, keys: tuple[str, ...]) -> Any:
+    """`config_class` from the `name` section, whose gigpo keys override those of `algorithm.gigpo`."""
+    options = _section(config, name, keys + GIGPO_KEYS)
+    overrides = {key: options.pop(key) for key in GIGPO_KEYS if key in options}
+    return config_class(**options, gigpo=replace(gigpo_config_from(config), **overrides))
 
 
 def _get(config: Any, key: str, default: Any) -> Any:
@@ -203,7 +207,4 @@ def sspo_config_from(config: Any = None) -> SSPOConfig:
     """SSPOConfig from verl's `algorithm` section: `sspo` keys, plus gigpo keys from `gigpo` then from `sspo`."""
     if isinstance(config, SSPOConfig):
         return config
-    options = _section(config, "sspo", SSPO_KEYS + GIGPO_KEYS)
-    gigpo = gigpo_config_from(config)
-    overrides = {key: options.pop(key) for key in GIGPO_KEYS if key in options}
-    return SSPOConfig(**options, gigpo=replace(gigpo, **overrides))
+    return _with_gigpo(config, "sspo", SSPOConfig, SSPO_KEYS)

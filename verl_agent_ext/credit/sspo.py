@@ -144,16 +144,18 @@ def compute_sspo(
         step_return=step_returns,
         step_group=step_group,
         credit=parts["score"],
-        diagnostics={**group_size_stats(step_group, "sspo"), **_diagnostics(batch, next_anchor_obs, parts, group)},
+        diagnostics={**group_size_stats(step_group, "sspo"), **_diagnostics(batch, next_anchor_obs, parts)},
     )
 
 
-def _diagnostics(
-    batch: StepBatch, next_anchor_obs: np.ndarray, parts: dict[str, np.ndarray], group: np.ndarray
-) -> dict[str, float]:
-    """Exploration and score metrics of the batch (scores from before it)."""
-    if len(batch) == 0:
+def _diagnostics(batch: StepBatch, next_anchor_obs: np.ndarray, parts: dict[str, np.ndarray]) -> dict[str, float]:
+    """Exploration and score metrics of the batch (scores from before it); padding rows (no s_{t+1}) left out."""
+    real = np.flatnonzero([text is not None for text in next_anchor_obs])
+    if len(real) == 0:
         return {}
+    batch, next_anchor_obs = batch.take(real), next_anchor_obs[real]
+    parts = {name: values[real] for name, values in parts.items()}
+    group = contiguous_ids(batch.uid)
     texts = _texts(next_anchor_obs, batch.anchor_obs)
     traj_uid = batch.traj_uid.astype(str)
     final = last_steps(batch) & ~batch.episode_success

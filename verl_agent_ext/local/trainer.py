@@ -28,6 +28,12 @@ from uuid import uuid4
 import numpy as np
 import torch
 
+from verl_agent_ext.agent.state_score_store import (
+    STATE_FILE,
+    load_state,
+    run_score_store,
+    save_state,
+)
 from verl_agent_ext.local.advantages import ZERO_ADVANTAGE, compute_advantages, estimator_fn
 from verl_agent_ext.local.batch import StepRows, step_rows
 from verl_agent_ext.local.checkpoint import load_checkpoint, save_checkpoint
@@ -65,6 +71,8 @@ class LocalTrainer:
 
         estimator_fn(config.estimator)  # fail fast: unknown names raise listing the registered ones
         self.verl_config = compose_verl_config(config)
+        self.scores = run_score_store(config.estimator, self.verl_config.algorithm)  # 3SPO's state scores, else None
+        self._scores_before: dict | None = None  # the table as of the last completed iteration, while one runs
         self.actor_config = actor_config(self.verl_config)
 
         self.model, self.tokenizer = load_policy(config.model, self.device)
@@ -91,6 +99,8 @@ class LocalTrainer:
         self._stop_requested = False
         if config.resume and (self.out_dir / "checkpoint").is_dir():
             self.iteration = load_checkpoint(self.out_dir / "checkpoint", self.model, self.optimizer)
+            if self.scores is not None and not load_state(self.scores, self.out_dir / "checkpoint"):
+                raise ValueError(f"{self.out_dir / 'checkpoint'} has no 3SPO state-score table ({STATE_FILE})")
             self.metrics.truncate_after(self.iteration)
             self.log(f"[train-local] resumed from {self.out_dir / 'checkpoint'} after iteration {self.iteration}")
         elif not config.resume:
@@ -135,6 +145,7 @@ class LocalTrainer:
 
         self.progress(f"[iter {iteration}] credit ({self.config.estimator}) over {len(rows)} step rows ...")
         credit_started = time.perf_counter()
+        self._scores_before = None if self.scores is None else self.scores.state_dict()  # 3SPO: updated by credit
         advantages, credit_metrics = self.compute_advantages(rows)
         record.update(credit_metrics)
         record["time/credit"] = time.perf_counter() - credit_started
@@ -146,6 +157,7 @@ class LocalTrainer:
             record["time/update"] = time.perf_counter() - update_started
             record["time/iteration"] = time.perf_counter() - started
             self.iteration = iteration
+            self._scores_before = None
             self.metrics.append(record)
             title = f"{self.config.estimator} / {self.config.model}"
             plot_learning_curve(self.metrics.read(), self.out_dir / "learning_curve.png", title)
@@ -176,6 +188,7 @@ class LocalTrainer:
         }
 
         finished: list[bool] = []
+        tree_totals = {"forks": 0, "stops": 0, "replays": 0}
 
         async def play(task, uid: str):
             loop = build_agent_loop(self.verl_config, self.server, self.tokenizer, env_pools=[self.env_pool])
@@ -184,7 +197,11 @@ class LocalTrainer:
                 outputs = await loop.run(dict(sampling_params), **row)
             finally:
                 self.server.target_batch_size -= 1  # one episode fewer will send requests
-            finished.append(outputs[-1].extra_fields["episode_success"])
+            finished.append(any(output.extra_fields["episode_success"] for output in outputs))
+            tree = getattr(loop, "last_tree_stats", None)  # 3SPO's branching rollout
+            if tree is not None:
+                for name in ("forks", "stops", "replays"):
+                    tree_totals[name] += getattr(tree, name)
             self.progress(
                 f"[iter {iteration}]   episode {len(finished)}/{len(tasks) * config.group_size}: "
                 f"{len(outputs)} steps, {'won' if finished[-1] else 'not won'}"
@@ -206,20 +223,24 @@ class LocalTrainer:
         outputs = [output for _, episode in episodes for output in episode]
         uids = [uid for uid, episode in episodes for _ in episode]
         rows = step_rows(outputs, uids)
-        finals = [episode[-1].extra_fields for _, episode in episodes]
+        # one entry per trajectory (a branching session returns several): its rows share the episode fields
+        finals = list({o.extra_fields["traj_uid"]: o.extra_fields for _, episode in episodes for o in episode}.values())
         valid = rows.non_tensor_batch["is_action_valid"].astype(bool)
         metrics = {
-            "rollout/episodes": float(len(episodes)),
+            "rollout/episodes": float(len(finals)),
             "rollout/steps": float(len(rows)),
             "rollout/success_rate": float(np.mean([bool(f["episode_success"]) for f in finals])),
             "rollout/invalid_action_rate": float(1.0 - valid.mean()),
-            "rollout/episode_length": float(np.mean([len(episode) for _, episode in episodes])),
+            "rollout/episode_length": float(np.mean([f["episode_length"] for f in finals])),
             "rollout/response_tokens_mean": float(rows.response_mask.sum(-1).float().mean()),
             "rollout/generated_tokens": float(self.server.stats["generated_tokens"] - tokens_before),
             "time/generation": generation,
             "time/environment": wall - generation,
             "time/rollout": wall,
         }
+        if self.scores is not None:
+            metrics.update({f"rollout/branch_{name}": float(value) for name, value in tree_totals.items()})
+            metrics["rollout/rows_per_group"] = float(len(rows)) / len(tasks)
         for task_type in sorted({f["task_type"] for f in finals}):
             wins = [bool(f["episode_success"]) for f in finals if f["task_type"] == task_type]
             metrics[f"rollout/success_rate/{task_type}"] = float(np.mean(wins))
@@ -341,7 +362,14 @@ class LocalTrainer:
     # -- checkpoints and interrupts ----------------------------------------------------------------------------
 
     def _save(self) -> None:
-        save_checkpoint(self.out_dir / "checkpoint", self.model, self.optimizer, self.iteration, self.config)
+        save_checkpoint(
+            self.out_dir / "checkpoint", self.model, self.optimizer, self.iteration, self.config, self._save_scores
+        )
+
+    def _save_scores(self, folder: Path) -> None:
+        """3SPO: the state-score table as of `self.iteration` (an abandoned iteration's update is left out)."""
+        if self.scores is not None:
+            save_state(self.scores.state_dict() if self._scores_before is None else self._scores_before, folder)
 
     def _on_sigint(self, signum, frame) -> None:
         self._stop_requested = True

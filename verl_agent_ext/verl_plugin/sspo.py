@@ -71,7 +71,7 @@ class SSPOCheckpointCallback(CheckpointCallback):
             logger.info("3SPO state-score table restored from %s", folder)
 
     def on_save(self, trainer: Any, global_step: int, checkpoint_dir: str, async_save: bool = False, **kwargs) -> None:
-        save_state(state_score_store(sspo_config_from(self.config.algorithm)), checkpoint_dir)
+        save_state(state_score_store(sspo_config_from(self.config.algorithm)).state_dict(), checkpoint_dir)
 
 
 def resume_folder(config: Any) -> str | None:
