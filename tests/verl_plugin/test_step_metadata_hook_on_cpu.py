@@ -71,6 +71,7 @@ def agent_loop_outputs():
                     "traj_uid": f"{uid}-{session}",
                     "step_index": step,
                     "anchor_obs": anchor,
+                    "next_anchor_obs": f"after {action}",
                     "action_text": action,
                     "step_reward": reward,
                     "is_action_valid": valid,
@@ -336,7 +337,10 @@ def test_sspo_takes_a_variable_row_count_per_session_and_updates_the_run_table(t
         torch.testing.assert_close(hooked[row], torch.full_like(hooked[row], float(expected[row])))
     assert metrics["credit/sspo/trajectories"] == 4  # verl's padding rows left out
     assert metrics["credit/sspo/branches"] == 2
+    fetches = store.fetches
     table = store.snapshot()
+    assert store.snapshot() is table and store.fetches == fetches  # cached: the estimator read this version
+    assert asyncio.run(store.snapshot_async()) is table  # the agent loop's path, same cache
     assert table.t == 1 + 4  # each real trajectory counted once
     assert table.counts([state_key("hall")])[1].tolist() == [4]
     assert table.counts([state_key("kitchen")])[1].tolist() == [3]  # three trajectories share it

@@ -13,8 +13,10 @@ batch's trajectories (which bumps the version); the next iteration's rollout see
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
+import weakref
 from collections.abc import Iterable
 from typing import Any
 
@@ -92,6 +94,7 @@ class RayStateScoreStore:
         self._version = -1
         self._table: StateScoreTable | None = None
         self._lock = threading.Lock()
+        self._async_locks: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         self.fetches = 0  # snapshots fetched (for tests and metrics)
 
     def _cache(self, version: int, state: dict[str, np.ndarray]) -> StateScoreTable:
@@ -109,9 +112,11 @@ class RayStateScoreStore:
         return self._table
 
     async def snapshot_async(self) -> StateScoreTable:
-        if self._table is None or await self.actor.version.remote() != self._version:
-            return self._cache(*await self.actor.state_dict.remote())
-        return self._table
+        # one fetch per version even when many sessions start at once (one lock per event loop)
+        async with self._async_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock()):
+            if self._table is None or await self.actor.version.remote() != self._version:
+                return self._cache(*await self.actor.state_dict.remote())
+            return self._table
 
     def update(self, trajectories: Trajectories) -> None:
         import ray
