@@ -200,7 +200,9 @@ class EnvAgentLoop(AgentLoopBase):
         )
         generate_seconds = time.perf_counter() - started
         response_ids = list(generated.token_ids[: self.response_length])
-        response_text = self.env_config.response_prefix + self.tokenizer.decode(response_ids, skip_special_tokens=True)
+        response_text = self.env_config.response_prefix + self.tokenizer.decode(
+            response_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
         return _Decision(
             prompt_ids=prompt_ids,
             response_ids=response_ids,
