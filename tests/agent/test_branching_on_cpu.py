@@ -160,3 +160,14 @@ def test_single_path_when_branching_is_off_or_validating(grow, table, sspo_confi
     outputs, _, _ = grow(config, alternating(), **({"split": "eval_in_distribution"} if case == "validation" else {}))
     assert len(by_traj(outputs)) == 1 and len(outputs) == 6  # one episode up to env.max_steps
     assert all("next_anchor_obs" in o.extra_fields for o in outputs)
+
+
+def test_a_branch_that_ends_early_hands_its_steps_to_the_next(grow, table, sspo_config):
+    config = sspo_config(max_trajectories_per_group=2, max_env_steps_per_group=8)  # 2 branches, 4 steps each
+    # calls: the two sampled at the start (right, left); branch 1 wins in 3 steps, leaving 1 step to branch 2,
+    # which needs 5 (left, left, right, right, right): it wins only with the handed-over step
+    script = iter(["go right", "go left", "go right", "go right", "go left", "go right", "go right", "go right"])
+    outputs, loop, _ = grow(config, lambda prompt: f"<action>{next(script)}</action>")
+    trajs = by_traj(outputs)
+    assert sorted(len(rows) for rows in trajs.values()) == [3, 5] and loop.last_tree_stats.env_steps == 8
+    assert all(o.extra_fields["episode_success"] for o in outputs)

@@ -15,7 +15,8 @@ Caps. A group (`rollout.n` sessions of one task) may finish at most `max_traject
 take at most `max_env_steps_per_group` env steps (default rollout.n x env.max_steps, the most a GRPO group can
 take); each session gets an even share. Every step is one generation, so the group's generation count is bounded
 like GRPO's. At a fork the subtree's remaining budgets are split evenly over its n branches (n is clipped so each
-gets at least one trajectory and one step); a branch that exhausts its step share is truncated.
+gets at least one trajectory and one step); a branch that exhausts its step share is truncated, and a branch that
+ends early (won, lost, stopped) hands its unused shares to the next waiting branch.
 
 Rows: every step of the tree is one output. Its `reward_score` (the episode channel's outcome) is the mean return
 of the trajectories through that step; its episode fields (success, length, truncated) are those of the branch
@@ -148,13 +149,13 @@ async def play_branching(
                 decision, branch.pending = branch.pending, None
                 if decision is None:
                     if depth >= plan.max_steps or branch.max_env_steps < 1:
-                        leaves.append(_Leaf(branch.traj_uid, branch.rows, False, {"truncated": True}))
+                        _finish(branch, stack, leaves, _Leaf(branch.traj_uid, branch.rows, False, {"truncated": True}))
                         break
                     n = continuations(float(table.scores([state_key(branch.observation.anchor)])[0]), plan.sspo.g_max)
                     n = min(max(n, 1) if depth == 0 else n, branch.max_trajectories, branch.max_env_steps)
                     if n == 0:
                         stats.stops += 1
-                        leaves.append(_Leaf(branch.traj_uid, branch.rows, False, {"truncated": True}))
+                        _finish(branch, stack, leaves, _Leaf(branch.traj_uid, branch.rows, False, {"truncated": True}))
                         break
                     # each branch keeps one request id for all its steps (sticky routing in verl's server manager)
                     request_ids = [branch.traj_uid] + [branch_uid(branch.traj_uid, depth, k) for k in range(1, n)]
@@ -194,10 +195,18 @@ async def play_branching(
                 branch.history.append(Turn(observation=branch.observation.text, action=decision.action))
                 branch.observation = result.observation
                 if result.done:
-                    leaves.append(_Leaf(branch.traj_uid, branch.rows, result.won, result.info))
+                    _finish(branch, stack, leaves, _Leaf(branch.traj_uid, branch.rows, result.won, result.info))
                     break
     loop.last_tree_stats = stats
     return _tree_outputs(loop, task, steps, owner, leaves)
+
+
+def _finish(branch: _Branch, stack: list[_Branch], leaves: list[_Leaf], leaf: _Leaf) -> None:
+    """End `branch` as `leaf`; its unused budgets go to the next waiting branch (the caps are unchanged)."""
+    leaves.append(leaf)
+    if stack:
+        stack[-1].max_env_steps += branch.max_env_steps
+        stack[-1].max_trajectories += branch.max_trajectories - 1
 
 
 def _tree_outputs(
