@@ -290,7 +290,8 @@ def branched_session_outputs():
 def test_sspo_takes_a_variable_row_count_per_session_and_updates_the_run_table(transfer_queue):
     """Branched sessions through verl's real AgentLoopWorkerTQ postprocess, TransferQueue and the hooked trainer
     (with verl's padding rows): advantages equal the estimator on the same rows, and the run's Ray-actor table
-    learns each trajectory once (padding rows add none)."""
+    learns each trajectory once (padding rows add none). verl's postprocess copies the session's last reward score
+    onto all its rows; 3SPO's episode channel recomputes each row's outcome from the step rewards instead."""
     from transfer_queue import KVBatchMeta
     from verl.trainer.ppo.padding_utils import upsample_batch_to_divisible_size
     from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopWorkerTQ

@@ -5,7 +5,8 @@ Per step row, with the table's counts from before this batch (`credit.state_scor
     R_t = w * R_novel + (0.5 - w) * (S(s_t) - S(s_{t+1})) + 0.5 * R_success   (minus the invalid-action penalty)
     w = 0.5 * exp(-omega_k * N_tot(s_t)),   R_novel = 1[s_t != s_{t+1}]
     A^S = R_t - mean_G(R)  over the GiGPO anchor-state group G (same uid, same anchor); a singleton group gives 0
-    A = episode_w * A^E + step_advantage_w * A^S   (A^E: GiGPO's episode channel on the rows' episode returns)
+    A = episode_w * A^E + step_advantage_w * A^S
+    A^E: GiGPO's episode channel on each row's mean return over the trajectories through it (`path_mean_returns`)
 
 `next_anchor_obs` (s_{t+1}; the terminal observation on a trajectory's last step) is the optional step-metadata
 key 3SPO needs. Branches of one episode (adaptive rollout) carry traj_uids "<parent>/<depth>.<k>": the branch
@@ -16,6 +17,7 @@ prefix step is one row, and each trajectory's states are recovered for the table
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -70,6 +72,20 @@ def trajectory_paths(batch: StepBatch) -> dict[str, np.ndarray]:
         rows.sort(key=lambda r: steps[r])
         paths[uid] = np.asarray(rows, dtype=np.int64)
     return paths
+
+
+def path_mean_returns(batch: StepBatch) -> np.ndarray:
+    """Mean undiscounted return of the trajectories through each row (one trajectory: its return). (n,) float64.
+
+    3SPO's episode channel reads this instead of `episode_return`: verl's agent-loop worker copies the last
+    output's reward score onto every output of a session, which would give all branches of a session one outcome.
+    """
+    total = np.zeros(len(batch))
+    count = np.zeros(len(batch))
+    for rows in trajectory_paths(batch).values():
+        total[rows] += batch.step_reward[rows].sum()
+        count[rows] += 1
+    return total / np.maximum(count, 1)
 
 
 def trajectory_states(batch: StepBatch, next_anchor_obs: np.ndarray) -> list[tuple[np.ndarray, bool]]:
@@ -131,7 +147,7 @@ def compute_sspo(
     step_group = anchor_step_groups(group, batch.anchor_obs)
     reward, parts = step_rewards(batch, next_anchor_obs, table, config)
     step_returns = reward - gigpo.invalid_action_penalty * (~batch.is_action_valid)
-    scores = penalised_scores(batch, gigpo.invalid_action_penalty)
+    scores = penalised_scores(replace(batch, episode_return=path_mean_returns(batch)), gigpo.invalid_action_penalty)
     episode_adv = relative_advantage(
         scores, group, position, over=gigpo.episode_norm_over, use_std=gigpo.use_std, epsilon=gigpo.epsilon
     )
