@@ -27,6 +27,7 @@ def episode(uid: str, session: int, length: int, won: bool) -> list:
                 "traj_uid": f"{uid}-{session}",
                 "step_index": step,
                 "anchor_obs": f"s{step}",
+                "next_anchor_obs": f"s{step + 1}",
                 "action_text": f"act {(step + session) % 2}",
                 "step_reward": episode_return if step == length - 1 else 0.0,
                 "is_action_valid": True,

@@ -137,10 +137,14 @@ def scpo_config_from(config: Any = None) -> SCPOConfig:
     """
     if isinstance(config, SCPOConfig):
         return config
-    scpo_options = _section(config, "scpo", SCPO_KEYS + GIGPO_KEYS)
-    gigpo = gigpo_config_from(config)
-    overrides = {key: scpo_options.pop(key) for key in GIGPO_KEYS if key in scpo_options}
-    return SCPOConfig(**scpo_options, gigpo=replace(gigpo, **overrides))
+    return _with_gigpo(config, "scpo", SCPOConfig, SCPO_KEYS)
+
+
+def _with_gigpo(config: Any, name: str, config_class: type, keys: tuple[str, ...]) -> Any:
+    """`config_class` from the `name` section, whose gigpo keys override those of `algorithm.gigpo`."""
+    options = _section(config, name, keys + GIGPO_KEYS)
+    overrides = {key: options.pop(key) for key in GIGPO_KEYS if key in options}
+    return config_class(**options, gigpo=replace(gigpo_config_from(config), **overrides))
 
 
 def _get(config: Any, key: str, default: Any) -> Any:
@@ -171,3 +175,57 @@ def _check_range(name: str, value: float, low: float, high: float, include_high:
     if not ok:
         bracket = "]" if include_high else ")"
         raise ValueError(f"{name}={value!r} out of range [{low}, {high}{bracket}")
+
+
+SSPO_SUCCESS_REWARDS = ("outcome", "env")
+
+
+@dataclass(frozen=True)
+class SSPOConfig:
+    """3SPO (arXiv 2606.09961): score-driven step rewards over the state-score table, adaptive branching rollout.
+
+    alpha, xi, zeta, epsilon: the state score S(s) (`credit.state_scores`). omega_k: decay of the novelty weight
+        w = 0.5 * exp(-omega_k * N_tot(s_t)). g_max: most continuations per state, n(s) = ceil(g_max * S(s)).
+    success_reward: R_success of a step: "outcome" (1 on the last step of a successful trajectory, else 0) or
+        "env" (the raw env step reward, 10 x won in ALFWorld; the released code's choice).
+    episode_w: weight of the episode channel A^E in A = episode_w * A^E + step_advantage_w * A^S (0: the released
+        code's step-only advantage). The step channel's weight and the invalid-action penalty come from `gigpo`.
+    max_states: cap of the state-score table (least recently updated states are evicted beyond it).
+    branching: fork episodes at promising states (False: score-supervised credit only, one path per session).
+    max_trajectories_per_group / max_env_steps_per_group: caps of one group's branching rollout, split evenly
+        over its `rollout.n` sessions; None env steps: rollout.n x env.max_steps (a GRPO group's worst case).
+    """
+
+    alpha: float = 50.0
+    xi: float = 10.0
+    zeta: float = 0.1
+    omega_k: float = 0.1
+    g_max: int = 8
+    epsilon: float = 1e-6
+    success_reward: str = "outcome"
+    episode_w: float = 1.0
+    max_states: int = 200_000
+    branching: bool = True
+    max_trajectories_per_group: int = 32
+    max_env_steps_per_group: int | None = None
+    gigpo: GiGPOConfig = field(default_factory=GiGPOConfig)
+
+    def __post_init__(self) -> None:
+        _check_choice("sspo.success_reward", self.success_reward, SSPO_SUCCESS_REWARDS)
+        for name in ("alpha", "xi", "zeta", "omega_k", "epsilon", "episode_w"):
+            _check_range(f"sspo.{name}", getattr(self, name), 0.0, float("inf"))
+        for name in ("g_max", "max_states", "max_trajectories_per_group"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"sspo.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_env_steps_per_group is not None and self.max_env_steps_per_group < 1:
+            raise ValueError(f"sspo.max_env_steps_per_group must be >= 1 or null, got {self.max_env_steps_per_group}")
+
+
+SSPO_KEYS = tuple(f.name for f in fields(SSPOConfig) if f.name != "gigpo")
+
+
+def sspo_config_from(config: Any = None) -> SSPOConfig:
+    """SSPOConfig from verl's `algorithm` section: `sspo` keys, plus gigpo keys from `gigpo` then from `sspo`."""
+    if isinstance(config, SSPOConfig):
+        return config
+    return _with_gigpo(config, "sspo", SSPOConfig, SSPO_KEYS)

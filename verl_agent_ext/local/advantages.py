@@ -11,7 +11,7 @@ import torch
 
 from verl_agent_ext.local.batch import StepRows
 
-ESTIMATORS_WITH_METADATA = ("gigpo", "scpo")
+ESTIMATORS_WITH_METADATA = ("gigpo", "scpo", "sspo", "3spo")
 ZERO_ADVANTAGE = 1e-6  # |A| at or below this is float noise of an all-equal group
 
 

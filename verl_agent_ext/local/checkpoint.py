@@ -20,8 +20,11 @@ STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
 
 
-def save_checkpoint(path: str | Path, model, optimizer, iteration: int, config) -> None:
-    """Save the run state after `iteration` completed iterations to folder `path` (atomically replaced)."""
+def save_checkpoint(path: str | Path, model, optimizer, iteration: int, config, extra=None) -> None:
+    """Save the run state after `iteration` completed iterations to folder `path` (atomically replaced).
+
+    extra: None or a callable writing more files into the folder it is given (before the atomic rename).
+    """
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -34,6 +37,8 @@ def save_checkpoint(path: str | Path, model, optimizer, iteration: int, config) 
     }
     torch.save(state, partial / STATE_FILE)
     (partial / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
+    if extra is not None:
+        extra(partial)
     previous = path.with_name(path.name + ".old")
     shutil.rmtree(previous, ignore_errors=True)
     if path.exists():

@@ -28,6 +28,7 @@ from uuid import uuid4
 import numpy as np
 import torch
 
+from verl_agent_ext.agent.state_score_store import STATE_FILE, load_state, run_score_store, save_state
 from verl_agent_ext.local.advantages import ZERO_ADVANTAGE, compute_advantages, estimator_fn
 from verl_agent_ext.local.batch import StepRows, step_rows
 from verl_agent_ext.local.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
@@ -65,6 +66,8 @@ class LocalTrainer:
 
         estimator_fn(config.estimator)  # fail fast: unknown names raise listing the registered ones
         self.verl_config = compose_verl_config(config)
+        self.scores = run_score_store(config.estimator, self.verl_config.algorithm)  # 3SPO's state scores, else None
+        self._scores_before: dict | None = None  # the table as of the last completed iteration, while one runs
         self.actor_config = actor_config(self.verl_config)
 
         self.model, self.tokenizer = load_policy(config.model, self.device)
@@ -94,6 +97,8 @@ class LocalTrainer:
         saved = find_checkpoint(self.out_dir / "checkpoint") if config.resume else None
         if saved is not None:
             self.iteration = load_checkpoint(saved, self.model, self.optimizer)
+            if self.scores is not None and not load_state(self.scores, saved):
+                raise ValueError(f"{saved} has no 3SPO state-score table ({STATE_FILE})")
             self.metrics.truncate_after(self.iteration)
             self.log(f"[train-local] resumed from {saved} after iteration {self.iteration}")
         elif not config.resume:
@@ -138,6 +143,7 @@ class LocalTrainer:
 
         self.progress(f"[iter {iteration}] credit ({self.config.estimator}) over {len(rows)} step rows ...")
         credit_started = time.perf_counter()
+        self._scores_before = None if self.scores is None else self.scores.state_dict()  # 3SPO: updated by credit
         advantages, credit_metrics = self.compute_advantages(rows)
         record.update(credit_metrics)
         record["time/credit"] = time.perf_counter() - credit_started
@@ -149,6 +155,7 @@ class LocalTrainer:
             record["time/update"] = time.perf_counter() - update_started
             record["time/iteration"] = time.perf_counter() - started
             self.iteration = iteration
+            self._scores_before = None
             self.metrics.append(record)
             title = f"{self.config.estimator} / {self.config.model}"
             plot_learning_curve(self.metrics.read(), self.out_dir / "learning_curve.png", title)
@@ -188,6 +195,9 @@ class LocalTrainer:
             "time/environment": wall - generation,
             "time/rollout": wall,
         }
+        if self.scores is not None:  # 3SPO's branching rollout
+            metrics.update({f"rollout/branch_{name}": float(value) for name, value in self.tree_totals.items()})
+            metrics["rollout/rows_per_group"] = float(len(rows)) / len(tasks)
         return rows, metrics
 
     def evaluate(self, tasks: list, temperature: float = 0.0) -> dict[str, float]:
@@ -217,7 +227,11 @@ class LocalTrainer:
             finally:
                 # episodes still to send requests: the live ones, at most one per environment
                 self.server.target_batch_size = min(total - len(finished) - 1, capacity)
-            finished.append(outputs[-1].extra_fields["episode_success"])
+            finished.append(any(output.extra_fields["episode_success"] for output in outputs))
+            tree = getattr(loop, "last_tree_stats", None)  # 3SPO's branching rollout: several trajectories
+            if tree is not None:
+                for name in self.tree_totals:
+                    self.tree_totals[name] += getattr(tree, name)
             self.progress(
                 f"[{label}]   episode {len(finished)}/{total}: "
                 f"{len(outputs)} steps, {'won' if finished[-1] else 'not won'}"
@@ -228,6 +242,7 @@ class LocalTrainer:
             groups = [(task, uuid4().hex) for task in tasks]
             return await asyncio.gather(*(play_one(task, uid) for task, uid in groups for _ in range(group_size)))
 
+        self.tree_totals = {"forks": 0, "stops": 0, "replays": 0}
         self.server.target_batch_size = min(total, capacity)
         return asyncio.run(play_all())
 
@@ -347,7 +362,14 @@ class LocalTrainer:
     # -- checkpoints and interrupts ----------------------------------------------------------------------------
 
     def _save(self) -> None:
-        save_checkpoint(self.out_dir / "checkpoint", self.model, self.optimizer, self.iteration, self.config)
+        save_checkpoint(
+            self.out_dir / "checkpoint", self.model, self.optimizer, self.iteration, self.config, self._save_scores
+        )
+
+    def _save_scores(self, folder: Path) -> None:
+        """3SPO: the state-score table as of `self.iteration` (an abandoned iteration's update is left out)."""
+        if self.scores is not None:
+            save_state(self.scores.state_dict() if self._scores_before is None else self._scores_before, folder)
 
     def _on_sigint(self, signum, frame) -> None:
         self._stop_requested = True
@@ -372,14 +394,17 @@ def _seed_everything(seed: int) -> None:
 
 
 def episode_metrics(episodes: list[tuple[str, list]], prefix: str) -> dict[str, float]:
-    """Success, invalid-action rate, length and per-task-type success of played episodes (`LocalTrainer.play`)."""
-    finals = [episode[-1].extra_fields for _, episode in episodes]
+    """Success, invalid-action rate, length and per-task-type success of played episodes (`LocalTrainer.play`).
+
+    Counted per trajectory: a 3SPO branching session returns several, whose rows share their episode fields.
+    """
+    finals = list({o.extra_fields["traj_uid"]: o.extra_fields for _, episode in episodes for o in episode}.values())
     valid = [bool(output.extra_fields["is_action_valid"]) for _, episode in episodes for output in episode]
     metrics = {
-        f"{prefix}/episodes": float(len(episodes)),
+        f"{prefix}/episodes": float(len(finals)),
         f"{prefix}/success_rate": float(np.mean([bool(f["episode_success"]) for f in finals])),
         f"{prefix}/invalid_action_rate": float(1.0 - np.mean(valid)),
-        f"{prefix}/episode_length": float(np.mean([len(episode) for _, episode in episodes])),
+        f"{prefix}/episode_length": float(np.mean([f["episode_length"] for f in finals])),
     }
     for task_type in sorted({f["task_type"] for f in finals}):
         wins = [bool(f["episode_success"]) for f in finals if f["task_type"] == task_type]

@@ -408,7 +408,7 @@ def check_config(config: Any) -> None:
     valid `env` section. A step-level estimator also needs both patches installed (this imports verl's V1
     trainer modules, which installs them in this process). Other runs: no-op.
     """
-    from verl_agent_ext.verl_plugin import estimators  # noqa: F401  (the step estimators must be registered)
+    from verl_agent_ext.verl_plugin import estimators, sspo  # noqa: F401  (the step estimators must be registered)
 
     algorithm = config.get("algorithm") or {}
     name = estimator_name(algorithm.get("adv_estimator", "gae"))
@@ -433,6 +433,7 @@ def check_config(config: Any) -> None:
     from verl_agent_ext.agent.config import EnvLoopConfig
 
     EnvLoopConfig.from_mapping(config.get("env"))
+    sspo.check_config(config)
     if not step_estimator:
         return
     import importlib
