@@ -1,21 +1,22 @@
-"""verl advantage estimators `gigpo` and `scpo`, registered in verl's `ADV_ESTIMATOR_REGISTRY` on import.
+"""verl advantage estimators `gigpo`, `scpo` and `empg`, registered in verl's `ADV_ESTIMATOR_REGISTRY` on import.
 
 Public API (stable):
 
     compute_step_advantage(name, token_level_rewards, response_mask, index, config, non_tensor_batch)
         -> (advantages, returns, diagnostics)
-        name: "gigpo" | "scpo". token_level_rewards, response_mask: (bs, response_len); the episode return sits
+        name: "gigpo" | "scpo" | "empg". token_level_rewards, response_mask: (bs, response_len); the episode return sits
         on (sums over) each step sample's response tokens. index: (bs,) uid or None (then non_tensor_batch["uid"]).
         config: verl's `algorithm` section (DictConfig), a dict, a GiGPOConfig/SCPOConfig, or None (defaults).
         non_tensor_batch: dict of (bs,) arrays with keys REQUIRED_METADATA_KEYS (uid, traj_uid, step_index,
-        anchor_obs, action_text, step_reward, is_action_valid, episode_success).
+        anchor_obs, action_text, step_reward, is_action_valid, episode_success), plus the estimator's
+        EXTRA_METADATA_KEYS (empg: step_entropy).
         advantages: (bs, response_len) A = A^E + w * A^S broadcast over tokens, masked.
         returns: (bs, response_len) the step returns used by the step channel (SCPO: shaped), masked.
         diagnostics: dict[str, float] for metrics (step-group sizes; SCPO credit shares, mean credit, matches).
 
-    compute_gigpo_advantage / compute_scpo_advantage(token_level_rewards, response_mask, index=None,
-        config=None, non_tensor_batch=None, **kwargs) -> (advantages, returns)
-        The functions verl calls by name (`algorithm.adv_estimator=gigpo|scpo`).
+    compute_gigpo_advantage / compute_scpo_advantage / compute_empg_advantage(token_level_rewards, response_mask,
+        index=None, config=None, non_tensor_batch=None, **kwargs) -> (advantages, returns)
+        The functions verl calls by name (`algorithm.adv_estimator=gigpo|scpo|empg`).
 
     last_diagnostics() -> dict[str, float]
         Diagnostics of the most recent estimator call in this process (for a trainer hook that only sees verl's
@@ -31,9 +32,19 @@ import numpy as np
 import torch
 from verl.trainer.ppo import core_algos
 
-from verl_agent_ext.credit import REQUIRED_METADATA_KEYS, compute_gigpo, compute_scpo, step_batch_from_metadata
+from verl_agent_ext.credit import (
+    EMPG_METADATA_KEYS,
+    REQUIRED_METADATA_KEYS,
+    compute_empg,
+    compute_gigpo,
+    compute_scpo,
+    step_batch_from_metadata,
+    step_entropy_from_metadata,
+)
 
-STEP_ESTIMATORS: dict[str, Callable] = {"gigpo": compute_gigpo, "scpo": compute_scpo}
+STEP_ESTIMATORS: dict[str, Callable] = {"gigpo": compute_gigpo, "scpo": compute_scpo, "empg": compute_empg}
+EXTRA_METADATA_KEYS: dict[str, tuple[str, ...]] = {"empg": EMPG_METADATA_KEYS}
+"""Per-row keys an estimator reads beyond REQUIRED_METADATA_KEYS (trainers fill them only when asked)."""
 _last_diagnostics: dict[str, float] = {}
 
 
@@ -55,7 +66,12 @@ def compute_step_advantage(
         metadata.setdefault("uid", np.asarray(index))
     episode_return = token_level_rewards.detach().sum(dim=-1).double().cpu().numpy()
     batch = step_batch_from_metadata(metadata, episode_return)
-    result = STEP_ESTIMATORS[name](batch, config)
+    if name == "empg":
+        # rows without response tokens (verl's padding rows, empty answers) stay out of EMPG's batch statistics
+        active = (response_mask.sum(dim=-1) > 0).cpu().numpy()
+        result = compute_empg(batch, step_entropy_from_metadata(metadata, len(batch)), config, active)
+    else:
+        result = STEP_ESTIMATORS[name](batch, config)
     mask = response_mask.to(token_level_rewards.dtype)
     advantages = torch.as_tensor(result.advantage, dtype=mask.dtype, device=mask.device).unsqueeze(-1) * mask
     returns = torch.as_tensor(result.step_return, dtype=mask.dtype, device=mask.device).unsqueeze(-1) * mask
@@ -99,6 +115,21 @@ def compute_scpo_advantage(
     return advantages, returns
 
 
+def compute_empg_advantage(
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index: np.ndarray | None = None,
+    config: Any = None,
+    non_tensor_batch: Mapping[str, np.ndarray] | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """verl estimator `empg`: (bs, response_len) advantages and returns. Needs metadata including step_entropy."""
+    advantages, returns, _ = compute_step_advantage(
+        "empg", token_level_rewards, response_mask, index, config, _require_metadata("empg", non_tensor_batch)
+    )
+    return advantages, returns
+
+
 def _require_metadata(name: str, non_tensor_batch: Mapping[str, np.ndarray] | None) -> Mapping[str, np.ndarray]:
     if non_tensor_batch is None:
         raise ValueError(
@@ -111,13 +142,18 @@ def _require_metadata(name: str, non_tensor_batch: Mapping[str, np.ndarray] | No
 
 
 def register_estimators() -> None:
-    """Register `gigpo` and `scpo` in verl's registry; idempotent across repeated or duplicate imports.
+    """Register `gigpo`, `scpo` and `empg` in verl's registry; idempotent across repeated or duplicate imports.
 
     verl's `register_adv_est` refuses a different function under an existing name. A module imported twice
     (e.g. by path and by package) defines functions from the same source: the first registration is kept. A name taken
     by another package raises with both origins.
     """
-    for name, fn in (("gigpo", compute_gigpo_advantage), ("scpo", compute_scpo_advantage)):
+    estimators = (
+        ("gigpo", compute_gigpo_advantage),
+        ("scpo", compute_scpo_advantage),
+        ("empg", compute_empg_advantage),
+    )
+    for name, fn in estimators:
         existing = core_algos.ADV_ESTIMATOR_REGISTRY.get(name)
         if existing is None:
             core_algos.register_adv_est(name)(fn)
