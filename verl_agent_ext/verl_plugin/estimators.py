@@ -10,7 +10,7 @@ Public API (stable):
         non_tensor_batch: dict of (bs,) arrays with keys REQUIRED_METADATA_KEYS (uid, traj_uid, step_index,
         anchor_obs, action_text, step_reward, is_action_valid, episode_success), plus the estimator's
         EXTRA_METADATA_KEYS (empg: step_entropy).
-        advantages: (bs, response_len) A = A^E + w * A^S broadcast over tokens, masked.
+        advantages: (bs, response_len) A = A^E + w * A^S (empg: entropy-modulated) broadcast over tokens, masked.
         returns: (bs, response_len) the step returns used by the step channel (SCPO: shaped), masked.
         diagnostics: dict[str, float] for metrics (step-group sizes; SCPO credit shares, mean credit, matches).
 
