@@ -10,12 +10,7 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
-from test_step_metadata_hook_on_cpu import (  # noqa: F401  (transfer_queue is a fixture)
-    ROWS,
-    agent_loop_outputs,
-    put_rollouts,
-    transfer_queue,
-)
+from test_step_metadata_hook_on_cpu import ROWS, agent_loop_outputs, put_rollouts
 
 from verl_agent_ext.verl_plugin.estimators import compute_step_advantage
 
@@ -118,8 +113,8 @@ def hand_step_entropy() -> np.ndarray:
     return np.asarray([np.mean([token_entropy(row, j) for j in range(n)]) for row, n in enumerate(lengths)])
 
 
-def test_old_log_prob_entropy_reaches_empg(transfer_queue):  # noqa: F811
-    keys = put_rollouts(transfer_queue)
+def test_old_log_prob_entropy_reaches_empg(transfer_queue, store_sessions):
+    keys = put_rollouts(store_sessions)
     hooked, metrics = run_old_log_prob_and_advantage(transfer_queue, keys, [{} for _ in keys])
     entropy = hand_step_entropy()
     assert len(set(np.round(entropy, 6))) > 2  # the rows really differ
@@ -133,11 +128,11 @@ def test_old_log_prob_entropy_reaches_empg(transfer_queue):  # noqa: F811
     transfer_queue.kv_clear(keys=keys, partition_id="train")
 
 
-def test_padding_rows_stay_out_of_empg_statistics(transfer_queue):  # noqa: F811
+def test_padding_rows_stay_out_of_empg_statistics(transfer_queue, store_sessions):
     from transfer_queue import KVBatchMeta
     from verl.trainer.ppo.padding_utils import upsample_batch_to_divisible_size
 
-    keys = put_rollouts(transfer_queue)
+    keys = put_rollouts(store_sessions)
     batch = KVBatchMeta(keys=keys, tags=[{} for _ in keys], partition_id="train")
     padded = upsample_batch_to_divisible_size(batch, batch_multiple=4, eos_token_id=2)
     assert len(padded) == 12
