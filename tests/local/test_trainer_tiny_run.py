@@ -44,10 +44,10 @@ def tiny_run(tmp_path_factory):
     trainer.updates = []  # per update inside train_iteration: (advantages, log-probs before, log-probs after)
     update = trainer.update
 
-    def recording_update(rows, advantages):
+    def recording_update(rows, advantages, *args, **kwargs):
         indices = list(range(len(rows)))
         log_probs_before = trainer._log_probs(rows, indices).detach()
-        metrics = update(rows, advantages)
+        metrics = update(rows, advantages, *args, **kwargs)
         trainer.updates.append((advantages.detach().clone(), log_probs_before, trainer._log_probs(rows, indices)))
         return metrics
 

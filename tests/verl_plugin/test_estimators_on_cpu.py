@@ -159,7 +159,7 @@ def test_config_errors_list_valid_values():
     bad_key = OmegaConf.create({"scpo": {"thetta": 0.5}})
     with pytest.raises(ValueError, match=r"thetta.*valid keys"):
         compute_step_advantage("scpo", token_level_rewards, response_mask, None, bad_key, non_tensor_batch)
-    with pytest.raises(ValueError, match=r"valid: \['3spo', 'gigpo', 'scpo', 'sspo'\]"):
+    with pytest.raises(ValueError, match=r"valid: \['3spo', 'empg', 'gigpo', 'scpo', 'sspo'\]"):
         compute_step_advantage("gipo", token_level_rewards, response_mask, None, None, non_tensor_batch)
 
 

@@ -21,6 +21,7 @@ SCPO_STEP_TEXTS = ("obs_action", "action", "obs")
 SCPO_MATCHERS = ("embedding", "static", "cross_encoder", "exact", "difflib")
 SCPO_SEGMENTS = SEGMENTS
 SCPO_BACKENDS = BACKENDS
+EMPG_BASES = ("grpo", "gigpo", "scpo")
 # Default SCPO threshold per matcher (docs/credit.md: measured score distributions for the embedding default).
 DEFAULT_THETA = {"embedding": 0.85, "static": 0.98, "cross_encoder": 0.6, "exact": 0.5, "difflib": 0.8}
 
@@ -145,6 +146,56 @@ def _with_gigpo(config: Any, name: str, config_class: type, keys: tuple[str, ...
     options = _section(config, name, keys + GIGPO_KEYS)
     overrides = {key: options.pop(key) for key in GIGPO_KEYS if key in options}
     return config_class(**options, gigpo=replace(gigpo_config_from(config), **overrides))
+
+
+@dataclass(frozen=True)
+class EMPGConfig:
+    """EMPG (arXiv 2509.09265): the base advantage modulated by each step's policy entropy.
+
+    base: the base advantage A_base: "grpo" (the paper's: episode-level, GiGPO's episode channel with
+        norm_by_std) or "gigpo" / "scpo" (their full advantage; a combination no one has measured).
+    k: sharpness of the confidence scaling g = exp(-k H~) / mean(exp(-k H~)).
+    k_next: sharpness of the future-clarity bonus f = exp(-k_next H~_{t+1}).
+    zeta: weight of the future-clarity bonus (advantage units).
+    epsilon: in the min-max normalisation of H and the mean of g (the authors' pseudocode: 1e-8).
+    norm_by_std: base=grpo divides by the group std (verl's `algorithm.norm_adv_by_std_in_grpo`).
+    gigpo / scpo: the base estimator's settings (`algorithm.gigpo`, `algorithm.scpo`); scpo only for base=scpo.
+    Defaults are justified in docs/credit.md (EMPG section).
+    """
+
+    base: str = "grpo"
+    k: float = 1.0
+    k_next: float = 1.0
+    zeta: float = 0.1
+    epsilon: float = 1e-8
+    norm_by_std: bool = True
+    gigpo: GiGPOConfig = field(default_factory=GiGPOConfig)
+    scpo: SCPOConfig | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("empg.base", self.base, EMPG_BASES)
+        for name in ("k", "k_next", "zeta"):
+            _check_range(f"empg.{name}", getattr(self, name), 0.0, float("inf"))
+        _check_range("empg.epsilon", self.epsilon, 0.0, float("inf"))
+        if self.base == "scpo" and self.scpo is None:
+            object.__setattr__(self, "scpo", replace(SCPOConfig(), gigpo=self.gigpo))
+
+
+EMPG_KEYS = ("base", "k", "k_next", "zeta", "epsilon")
+
+
+def empg_config_from(config: Any = None) -> EMPGConfig:
+    """EMPGConfig from verl's `algorithm` section: `empg` keys, `norm_adv_by_std_in_grpo`, and the base's sections."""
+    if isinstance(config, EMPGConfig):
+        return config
+    options = _section(config, "empg", EMPG_KEYS)
+    base = options.get("base", EMPGConfig.base)
+    return EMPGConfig(
+        **options,
+        norm_by_std=bool(_get(config, "norm_adv_by_std_in_grpo", True)),
+        gigpo=gigpo_config_from(config),
+        scpo=scpo_config_from(config) if base == "scpo" else None,
+    )
 
 
 def _get(config: Any, key: str, default: Any) -> Any:

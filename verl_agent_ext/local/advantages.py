@@ -1,7 +1,7 @@
 """Advantages of a batch of step rows from any estimator in verl's registry, plus diagnostics for the metrics.
 
-`gigpo` / `scpo` get the step metadata (`non_tensor_batch`) through the plugin's `compute_step_advantage`, which
-also returns their diagnostics; any other registered estimator (`grpo`, `rloo`, ...) is called with verl's
+`gigpo` / `scpo` / `empg` get the step metadata (`non_tensor_batch`) through the plugin's `compute_step_advantage`,
+which also returns their diagnostics; any other registered estimator (`grpo`, `rloo`, ...) is called with verl's
 standard arguments, as verl's `compute_advantage` does, and sees each step row's episode return as its outcome.
 """
 
@@ -11,7 +11,7 @@ import torch
 
 from verl_agent_ext.local.batch import StepRows
 
-ESTIMATORS_WITH_METADATA = ("gigpo", "scpo", "sspo", "3spo")
+ESTIMATORS_WITH_METADATA = ("gigpo", "scpo", "sspo", "3spo", "empg")
 ZERO_ADVANTAGE = 1e-6  # |A| at or below this is float noise of an all-equal group
 
 

@@ -4,9 +4,11 @@ One iteration, read top to bottom in `LocalTrainer.train_iteration`:
   1. rollout: `groups_per_iter` tasks x `group_size` episodes through the project's verl agent loop
      (`EnvAgentLoop`, the same code verl's workers run) against `HFServerManager` (verl's server-manager interface
      on a HF model); every environment step becomes one training row.
-  2. credit: advantages from the registered verl estimator `estimator` (gigpo/scpo get the step metadata,
+  2. old log-probs (only when needed: ppo_epochs > 1, or an estimator reading `step_entropy`): one no-grad pass
+     over the rows under the rollout policy, as verl's old-log-prob pass; writes each row's `step_entropy`.
+  3. credit: advantages from the registered verl estimator `estimator` (gigpo/scpo/empg get the step metadata,
      anything else is called with verl's standard arguments, as verl's `compute_advantage` does).
-  3. update: `ppo_epochs` passes over the rows in micro-batches; the loss is verl's policy loss / KL / aggregation
+  4. update: `ppo_epochs` passes over the rows in micro-batches; the loss is verl's policy loss / KL / aggregation
      (`verl_agent_ext.local.loss`), gradients accumulate to one optimizer step per mini-batch (all rows).
 Each iteration appends a metrics record (JSONL), prints a table row, redraws the learning curve and checkpoints.
 Ctrl-C before the optimizer step abandons the iteration (the weights are still those of the last completed one),
@@ -29,6 +31,7 @@ import numpy as np
 import torch
 
 from verl_agent_ext.agent.state_score_store import STATE_FILE, load_state, run_score_store, save_state
+from verl_agent_ext.credit.empg import STEP_ENTROPY_KEY
 from verl_agent_ext.local.advantages import ZERO_ADVANTAGE, compute_advantages, estimator_fn
 from verl_agent_ext.local.batch import StepRows, step_rows
 from verl_agent_ext.local.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
@@ -141,6 +144,14 @@ class LocalTrainer:
         rows, rollout_metrics = self.rollout(iteration)
         record.update(rollout_metrics)
 
+        old_log_probs = None
+        if self.needs_old_log_prob_pass:
+            self.progress(f"[iter {iteration}] old log-probs and step entropy of {len(rows)} step rows ...")
+            old_log_prob_started = time.perf_counter()
+            old_log_probs, old_log_prob_metrics = self.old_log_prob_pass(rows)
+            record.update(old_log_prob_metrics)
+            record["time/old_log_prob"] = time.perf_counter() - old_log_prob_started
+
         self.progress(f"[iter {iteration}] credit ({self.config.estimator}) over {len(rows)} step rows ...")
         credit_started = time.perf_counter()
         self._scores_before = None if self.scores is None else self.scores.state_dict()  # 3SPO: updated by credit
@@ -151,7 +162,7 @@ class LocalTrainer:
         self.progress(f"[iter {iteration}] update ...")
         update_started = time.perf_counter()
         try:
-            record.update(self.update(rows, advantages))  # protects itself from its optimizer step on
+            record.update(self.update(rows, advantages, old_log_probs))  # protects itself from its optimizer step on
             record["time/update"] = time.perf_counter() - update_started
             record["time/iteration"] = time.perf_counter() - started
             self.iteration = iteration
@@ -246,21 +257,47 @@ class LocalTrainer:
         self.server.target_batch_size = min(total, capacity)
         return asyncio.run(play_all())
 
-    # -- 2. credit ---------------------------------------------------------------------------------------------
+    # -- 2. old log-probs --------------------------------------------------------------------------------------
+
+    @property
+    def needs_old_log_prob_pass(self) -> bool:
+        """ppo_epochs > 1 (the data's policy differs from the updated one), or the estimator reads step_entropy."""
+        from verl_agent_ext.verl_plugin.estimators import EXTRA_METADATA_KEYS
+
+        reads_entropy = STEP_ENTROPY_KEY in EXTRA_METADATA_KEYS.get(self.config.estimator, ())
+        return self.config.ppo_epochs > 1 or reads_entropy
+
+    def old_log_prob_pass(self, rows: StepRows) -> tuple[torch.Tensor, dict[str, float]]:
+        """(rows, R) log-probs of the responses under the current (= rollout) policy, and metrics.
+
+        Also writes `rows.non_tensor_batch["step_entropy"]` (rows,): the mean token entropy of each step's response
+        tokens, at the rollout temperature (verl's `entropy` of the old-log-prob pass, averaged per row).
+        """
+        log_probs, entropy = self._forward_no_grad(rows, range(len(rows)), with_entropy=True)
+        entropy = entropy.cpu()
+        mask = rows.response_mask.to(entropy.dtype)
+        step_entropy = (entropy * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+        rows.non_tensor_batch[STEP_ENTROPY_KEY] = step_entropy.double().numpy()
+        return log_probs, {"actor/entropy": float((entropy * mask).sum() / mask.sum().clamp(min=1))}
+
+    # -- 3. credit ---------------------------------------------------------------------------------------------
 
     def compute_advantages(self, rows: StepRows) -> tuple[torch.Tensor, dict[str, float]]:
         """(rows, R) advantages from the configured estimator, and its diagnostics."""
         return compute_advantages(self.config.estimator, rows, self.verl_config.algorithm)
 
-    # -- 3. update ---------------------------------------------------------------------------------------------
+    # -- 4. update ---------------------------------------------------------------------------------------------
 
-    def update(self, rows: StepRows, advantages: torch.Tensor) -> dict[str, float]:
+    def update(
+        self, rows: StepRows, advantages: torch.Tensor, old_log_probs: torch.Tensor | None = None
+    ) -> dict[str, float]:
         """`ppo_epochs` passes of micro-batches; one optimizer step per pass (all rows form one mini-batch).
 
         With one pass, the data's policy is the current one, so old_log_prob = log_prob.detach() (verl's on-policy
-        shortcut); otherwise old log-probs are computed first. Rows whose advantage is zero on every token
-        (|A| <= ZERO_ADVANTAGE) are skipped when neither KL nor entropy terms are on: their loss and gradient are
-        zero, and verl's aggregation divides by the token count of the whole mini-batch (`global_batch_info`).
+        shortcut); otherwise the old log-probs (rows, R) of `old_log_prob_pass` (computed here when None). Rows whose
+        advantage is zero on every token (|A| <= ZERO_ADVANTAGE) are skipped when neither KL nor entropy terms are
+        on: their loss and gradient are zero, and verl's aggregation divides by the token count of the whole
+        mini-batch (`global_batch_info`).
         """
         config, actor = self.config, self.actor_config
         set_global_batch_info(actor, int(rows.response_mask.sum()), len(rows))
@@ -268,7 +305,8 @@ class LocalTrainer:
         # max |A| below ZERO_ADVANTAGE is float noise of an all-equal group (e.g. every step invalid)
         active = [i for i in range(len(rows)) if needs_all_rows or advantages[i].abs().max() > ZERO_ADVANTAGE]
         on_policy = config.ppo_epochs == 1
-        old_log_probs = None if on_policy else self._log_probs(rows, range(len(rows)))
+        if not on_policy and old_log_probs is None:
+            old_log_probs, _ = self.old_log_prob_pass(rows)
         ref_log_probs = None
         if actor.use_kl_loss:
             with self.model.disable_adapter():
@@ -313,14 +351,22 @@ class LocalTrainer:
                 totals[key] = float(np.mean(values))
         return totals
 
-    @torch.no_grad()
     def _log_probs(self, rows: StepRows, index) -> torch.Tensor:
         """(len(index), R) log-probs of the response tokens under the current model, in micro-batches, no grad."""
+        return self._forward_no_grad(rows, index)[0]
+
+    @torch.no_grad()
+    def _forward_no_grad(
+        self, rows: StepRows, index, with_entropy: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`_forward` over rows `index` in micro-batches, no grad: log-probs and (when asked) entropies (len, R)."""
         index = list(index)
         chunks = [
             index[i : i + self.config.micro_batch_size] for i in range(0, len(index), self.config.micro_batch_size)
         ]
-        return torch.cat([self._forward(rows, chunk)[0] for chunk in chunks])
+        outputs = [self._forward(rows, chunk, with_entropy) for chunk in chunks]
+        entropy = torch.cat([output[1] for output in outputs]) if with_entropy else None
+        return torch.cat([output[0] for output in outputs]), entropy
 
     def _forward(
         self, rows: StepRows, index: list[int], with_entropy: bool = False

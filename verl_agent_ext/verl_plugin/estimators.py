@@ -1,22 +1,23 @@
-"""verl advantage estimators `gigpo`, `scpo`, `sspo` (alias `3spo`), registered in verl's registry on import.
+"""verl advantage estimators `gigpo`, `scpo`, `sspo` (alias `3spo`) and `empg`, registered in verl's registry on import.
 
 Public API (stable):
 
     compute_step_advantage(name, token_level_rewards, response_mask, index, config, non_tensor_batch)
         -> (advantages, returns, diagnostics)
-        name: "gigpo" | "scpo" | "sspo" | "3spo". token_level_rewards, response_mask: (bs, response_len); the
-        episode return sits on (sums over) each step sample's response tokens. index: (bs,) uid or None (then
+        name: "gigpo" | "scpo" | "sspo" | "3spo" | "empg". token_level_rewards, response_mask: (bs, response_len);
+        the episode return sits on (sums over) each step sample's response tokens. index: (bs,) uid or None (then
         non_tensor_batch["uid"]).
         config: verl's `algorithm` section (DictConfig), a dict, a GiGPOConfig/SCPOConfig, or None (defaults).
         non_tensor_batch: dict of (bs,) arrays with keys REQUIRED_METADATA_KEYS (uid, traj_uid, step_index,
-        anchor_obs, action_text, step_reward, is_action_valid, episode_success); sspo also next_anchor_obs.
-        advantages: (bs, response_len) A = A^E + w * A^S broadcast over tokens, masked.
+        anchor_obs, action_text, step_reward, is_action_valid, episode_success); sspo also next_anchor_obs; plus the
+        estimator's EXTRA_METADATA_KEYS (empg: step_entropy).
+        advantages: (bs, response_len) A = A^E + w * A^S (empg: entropy-modulated) broadcast over tokens, masked.
         returns: (bs, response_len) the step returns used by the step channel (SCPO: shaped), masked.
         diagnostics: dict[str, float] for metrics (step-group sizes; SCPO credit shares, mean credit, matches).
 
-    compute_gigpo_advantage / compute_scpo_advantage / compute_sspo_advantage(token_level_rewards, response_mask,
-        index=None, config=None, non_tensor_batch=None, **kwargs) -> (advantages, returns)
-        The functions verl calls by name (`algorithm.adv_estimator=gigpo|scpo|sspo|3spo`).
+    compute_gigpo_advantage / compute_scpo_advantage / compute_sspo_advantage / compute_empg_advantage(
+        token_level_rewards, response_mask, index=None, config=None, non_tensor_batch=None, **kwargs)
+        -> (advantages, returns): the functions verl calls by name (`algorithm.adv_estimator=...`).
 
     last_diagnostics() -> dict[str, float]
         Diagnostics of the most recent estimator call in this process (for a trainer hook that only sees verl's
@@ -32,12 +33,27 @@ import numpy as np
 import torch
 from verl.trainer.ppo import core_algos
 
-from verl_agent_ext.credit import REQUIRED_METADATA_KEYS, compute_gigpo, compute_scpo, step_batch_from_metadata
+from verl_agent_ext.credit import (
+    EMPG_METADATA_KEYS,
+    REQUIRED_METADATA_KEYS,
+    compute_empg,
+    compute_gigpo,
+    compute_scpo,
+    step_batch_from_metadata,
+    step_entropy_from_metadata,
+)
 from verl_agent_ext.verl_plugin.sspo import sspo_credit
 
-STEP_ESTIMATORS: dict[str, Callable] = {"gigpo": compute_gigpo, "scpo": compute_scpo, "sspo": sspo_credit}
-STEP_ESTIMATORS["3spo"] = sspo_credit
+STEP_ESTIMATORS: dict[str, Callable] = {
+    "gigpo": compute_gigpo,
+    "scpo": compute_scpo,
+    "sspo": sspo_credit,
+    "3spo": sspo_credit,
+    "empg": compute_empg,
+}
 ESTIMATORS_READING_METADATA = frozenset({"sspo", "3spo"})  # called as fn(batch, config, metadata)
+EXTRA_METADATA_KEYS: dict[str, tuple[str, ...]] = {"empg": EMPG_METADATA_KEYS}
+"""Per-row keys an estimator reads beyond REQUIRED_METADATA_KEYS (trainers fill them only when asked)."""
 _last_diagnostics: dict[str, float] = {}
 
 
@@ -59,8 +75,14 @@ def compute_step_advantage(
         metadata.setdefault("uid", np.asarray(index))
     episode_return = token_level_rewards.detach().sum(dim=-1).double().cpu().numpy()
     batch = step_batch_from_metadata(metadata, episode_return)
-    fn = STEP_ESTIMATORS[name]
-    result = fn(batch, config, metadata) if name in ESTIMATORS_READING_METADATA else fn(batch, config)
+    if name == "empg":
+        # rows without response tokens (verl's padding rows, empty answers) stay out of EMPG's batch statistics
+        active = (response_mask.sum(dim=-1) > 0).cpu().numpy()
+        result = compute_empg(batch, step_entropy_from_metadata(metadata, len(batch)), config, active)
+    elif name in ESTIMATORS_READING_METADATA:
+        result = STEP_ESTIMATORS[name](batch, config, metadata)
+    else:
+        result = STEP_ESTIMATORS[name](batch, config)
     mask = response_mask.to(token_level_rewards.dtype)
     advantages = torch.as_tensor(result.advantage, dtype=mask.dtype, device=mask.device).unsqueeze(-1) * mask
     returns = torch.as_tensor(result.step_return, dtype=mask.dtype, device=mask.device).unsqueeze(-1) * mask
@@ -119,6 +141,21 @@ def compute_sspo_advantage(
     return advantages, returns
 
 
+def compute_empg_advantage(
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index: np.ndarray | None = None,
+    config: Any = None,
+    non_tensor_batch: Mapping[str, np.ndarray] | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """verl estimator `empg`: (bs, response_len) advantages and returns. Needs metadata including step_entropy."""
+    advantages, returns, _ = compute_step_advantage(
+        "empg", token_level_rewards, response_mask, index, config, _require_metadata("empg", non_tensor_batch)
+    )
+    return advantages, returns
+
+
 def _require_metadata(name: str, non_tensor_batch: Mapping[str, np.ndarray] | None) -> Mapping[str, np.ndarray]:
     if non_tensor_batch is None:
         raise ValueError(
@@ -131,7 +168,7 @@ def _require_metadata(name: str, non_tensor_batch: Mapping[str, np.ndarray] | No
 
 
 def register_estimators() -> None:
-    """Register `gigpo`, `scpo`, `sspo` and `3spo` in verl's registry; idempotent across repeated or duplicate imports.
+    """Register `gigpo`, `scpo`, `sspo`, `3spo` and `empg` in verl's registry; idempotent across repeated imports.
 
     verl's `register_adv_est` refuses a different function under an existing name. A module imported twice
     (e.g. by path and by package) defines functions from the same source: the first registration is kept. A name taken
@@ -142,6 +179,7 @@ def register_estimators() -> None:
         ("scpo", compute_scpo_advantage),
         ("sspo", compute_sspo_advantage),
         ("3spo", compute_sspo_advantage),
+        ("empg", compute_empg_advantage),
     )
     for name, fn in registered:
         existing = core_algos.ADV_ESTIMATOR_REGISTRY.get(name)
