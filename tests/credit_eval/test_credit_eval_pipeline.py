@@ -79,6 +79,13 @@ def test_command_writes_table_json_and_plot(games, tmp_path, monkeypatch, capsys
     assert main(args) == 0
     assert json.loads((out / "credit_eval.json").read_text())["rollouts"]["planner_calls"] == 0
 
+    # the saved labelled rows evaluate again without rolling out, same numbers
+    again = tmp_path / "again"
+    assert main(["credit-eval", "--rows", str(out / "rows.jsonl.gz"), "--estimators", "grpo", "--out", str(again)]) == 0
+    grpo = json.loads((again / "credit_eval.json").read_text())["estimators"]["grpo"]
+    assert grpo["auc_all"] == pytest.approx(result["estimators"]["grpo"]["auc_all"])
+    assert grpo["rows"] == result["rollouts"]["rows"]
+
 
 def test_unknown_estimator_lists_the_registered_ones(tmp_path, caplog):
     assert main(["credit-eval", "--estimators", "grpo,magic", "--out", str(tmp_path)]) == 2

@@ -15,6 +15,7 @@ SIMILARITIES = ("exact", "difflib", "embedding", "cross_encoder")
 SCPO_REFERENCES = ("longest", "shortest", "all")
 SCPO_STEP_TEXTS = ("obs_action", "action", "obs")
 SCPO_MATCHERS = ("embedding", "cross_encoder", "exact", "difflib")
+SCPO_ALPHA_SCALES = ("reward", "success_return")
 # Default SCPO threshold per matcher (docs/credit.md: measured score distributions for the embedding default).
 DEFAULT_THETA = {"embedding": 0.85, "cross_encoder": 0.6, "exact": 0.5, "difflib": 0.8}
 
@@ -64,7 +65,10 @@ class SCPOConfig:
     theta: similarity threshold; a failed step matched to a reference step with score M > theta earns
         c = (M - theta) / (1 - theta) in (0, 1]. None: the matcher's default (DEFAULT_THETA), because scores
         live on different scales (MiniLM cosine of two unrelated ALFWorld steps is already ~0.5-0.7).
-    alpha: weight of the credit added to the step return, R~_t = R_t + alpha * c_t (reward units).
+    alpha: weight of the credit added to the step return, R~_t = R_t + alpha * u * c_t.
+    alpha_scale: the unit u of alpha: "reward" (u = 1, alpha in reward units, the paper's formula) or
+        "success_return" (u = the largest episode return among the group's successes: alpha is a fraction of a
+        success, the same on every reward scale).
     reference: which successful sibling(s) of the group: longest, shortest, or all (credit = best over them).
     step_text: text compared per step: observation + action, action only, or observation only.
     matcher: embedding (bi-encoder cosine), cross_encoder, exact, or difflib.
@@ -75,6 +79,7 @@ class SCPOConfig:
 
     theta: float | None = None
     alpha: float = 0.5
+    alpha_scale: str = "reward"
     reference: str = "longest"
     step_text: str = "obs_action"
     matcher: str = "embedding"
@@ -85,6 +90,7 @@ class SCPOConfig:
         _check_choice("scpo.reference", self.reference, SCPO_REFERENCES)
         _check_choice("scpo.step_text", self.step_text, SCPO_STEP_TEXTS)
         _check_choice("scpo.matcher", self.matcher, SCPO_MATCHERS)
+        _check_choice("scpo.alpha_scale", self.alpha_scale, SCPO_ALPHA_SCALES)
         if self.theta is None:
             object.__setattr__(self, "theta", DEFAULT_THETA[self.matcher])
         _check_range("scpo.theta", self.theta, -1.0, 1.0, include_high=False)

@@ -67,6 +67,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples over tasks (0: none)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the label cache")
+    parser.add_argument(
+        "--rows",
+        default=None,
+        help="evaluate the labelled rows of an earlier run (its DIR/rows.jsonl.gz) instead of rolling out; "
+        "epsilons and seeds come from the file",
+    )
     parser.add_argument("--out", required=True, help="output folder for credit_eval.json and credit_eval.png")
     parser.set_defaults(func=run)
 
@@ -107,32 +113,21 @@ def evaluate_command(args: argparse.Namespace, specs: list, algorithms: dict) ->
     """Roll out, label, run every estimator, write the files; returns the markdown table."""
     from tqdm import tqdm
 
-    from verl_agent_ext.credit_eval.oracle import PlanOracle, default_cache_dir
+    from verl_agent_ext.credit_eval.oracle import PlanOracle
     from verl_agent_ext.credit_eval.report import markdown_table, plot, rollout_summary, write_json
-    from verl_agent_ext.credit_eval.rollouts import RolloutSpec, concat_rows, rollout_rows
-    from verl_agent_ext.envs.alfworld.env import AlfworldEnv
-    from verl_agent_ext.envs.play_cli import SETUPS
+    from verl_agent_ext.credit_eval.rollouts import concat_rows, read_rows, split_batches, write_rows
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _, pool = SETUPS["alfworld"](args)
-    if args.task_types:
-        wanted = set(args.task_types.split(","))
-        pool = [task for task in pool if task.task_type in wanted]
-    oracle = PlanOracle(None if args.no_cache else default_cache_dir())
-    env = AlfworldEnv(max_steps=args.max_steps)
-    batches = {}
-    total = len(args.epsilon) * len(args.seed) * args.tasks * args.group_size
-    start = time.perf_counter()
-    with tqdm(total=total, desc="rollouts (epsilon-expert, labelled)", unit="episode") as bar:
-        for epsilon in args.epsilon:
-            for seed in args.seed:
-                spec = RolloutSpec(epsilon, seed, args.tasks, args.group_size, args.max_steps)
-                batches[epsilon, seed] = rollout_rows(spec, pool, env, oracle, progress=bar.update)
-                bar.set_postfix(planner=oracle.planner_calls, cached=oracle.prefix_hits + oracle.state_hits)
-                oracle.save()
-    env.close()
-    rollout_seconds = time.perf_counter() - start
+    if args.rows:
+        batches, rollout_seconds, oracle = split_batches(read_rows(args.rows)), 0.0, PlanOracle(None)
+        args.epsilon = sorted({epsilon for epsilon, _ in batches})
+        args.seed = sorted({seed for _, seed in batches})
+    else:
+        start = time.perf_counter()
+        batches, oracle = roll_out(args)
+        rollout_seconds = time.perf_counter() - start
+        write_rows(out / "rows.jsonl.gz", concat_rows(list(batches.values())))
     rows = sum(len(batch["uid"]) for batch in batches.values())
 
     results = {
@@ -179,6 +174,34 @@ def evaluate_command(args: argparse.Namespace, specs: list, algorithms: dict) ->
         f"cache hits {oracle.prefix_hits + oracle.state_hits}); wrote {out / 'credit_eval.json'} and "
         f"{out / 'credit_eval.png'}"
     )
+
+
+def roll_out(args: argparse.Namespace) -> tuple[dict, object]:
+    """Labelled rollouts per (epsilon, seed), with a progress bar; returns them and the oracle (its counters)."""
+    from tqdm import tqdm
+
+    from verl_agent_ext.credit_eval.oracle import PlanOracle, default_cache_dir
+    from verl_agent_ext.credit_eval.rollouts import RolloutSpec, rollout_rows
+    from verl_agent_ext.envs.alfworld.env import AlfworldEnv
+    from verl_agent_ext.envs.play_cli import SETUPS
+
+    _, pool = SETUPS["alfworld"](args)
+    if args.task_types:
+        wanted = set(args.task_types.split(","))
+        pool = [task for task in pool if task.task_type in wanted]
+    oracle = PlanOracle(None if args.no_cache else default_cache_dir())
+    env = AlfworldEnv(max_steps=args.max_steps)
+    batches = {}
+    total = len(args.epsilon) * len(args.seed) * args.tasks * args.group_size
+    with tqdm(total=total, desc="rollouts (epsilon-expert, labelled)", unit="episode") as bar:
+        for epsilon in args.epsilon:
+            for seed in args.seed:
+                spec = RolloutSpec(epsilon, seed, args.tasks, args.group_size, args.max_steps)
+                batches[epsilon, seed] = rollout_rows(spec, pool, env, oracle, progress=bar.update)
+                bar.set_postfix(planner=oracle.planner_calls, cached=oracle.prefix_hits + oracle.state_hits)
+                oracle.save()
+    env.close()
+    return batches, oracle
 
 
 def estimator_results(spec, algorithm, batches: dict, args: argparse.Namespace) -> dict:

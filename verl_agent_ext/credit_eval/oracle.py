@@ -113,6 +113,5 @@ class PlanOracle:
 
     def _read(self, game: str) -> dict[str, dict[str, list[str]]]:
         path = self.cache_dir / f"{game}.json" if self.cache_dir is not None else None
-        if path is None or not path.is_file():
-            return {"prefix": {}, "state": {}}
-        return json.loads(path.read_text())
+        cache = json.loads(path.read_text()) if path is not None and path.is_file() else {}
+        return cache if set(cache) == {"prefix", "state"} else {"prefix": {}, "state": {}}  # other layouts: ignored

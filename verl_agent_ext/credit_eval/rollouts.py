@@ -16,7 +16,10 @@ the terminal one included, for 3SPO), and the label columns.
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
+import os
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -172,3 +175,27 @@ def _columns(rows: list[dict]) -> dict[str, np.ndarray]:
 def concat_rows(parts: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Row-wise concatenation of several `rollout_rows` results."""
     return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
+
+
+def split_batches(columns: dict[str, np.ndarray]) -> dict[tuple[float, int], dict[str, np.ndarray]]:
+    """Rows split by (epsilon, seed), the batches one estimator call sees."""
+    keys = list(zip(columns["epsilon"].tolist(), columns["seed"].tolist(), strict=True))
+    batches = {}
+    for key in dict.fromkeys(keys):
+        rows = np.flatnonzero([k == key for k in keys])
+        batches[float(key[0]), int(key[1])] = {name: column[rows] for name, column in columns.items()}
+    return batches
+
+
+def write_rows(path: str | os.PathLike, columns: dict[str, np.ndarray]) -> None:
+    """Labelled rows as gzipped JSON lines (one object per step row), for `read_rows`."""
+    keys = list(columns)
+    with gzip.open(path, "wt") as stream:
+        for values in zip(*(columns[key].tolist() for key in keys), strict=True):
+            stream.write(json.dumps(dict(zip(keys, values, strict=True))) + "\n")
+
+
+def read_rows(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """Rows written by `write_rows` (d = Infinity for unreachable states survives the round trip)."""
+    with gzip.open(path, "rt") as stream:
+        return _columns([json.loads(line) for line in stream if line.strip()])
