@@ -135,7 +135,7 @@ class EnvAgentLoop(AgentLoopBase):
                 generate_seconds = time.perf_counter() - started
                 response_ids = list(generated.token_ids[: self.response_length])
                 response_text = self.env_config.response_prefix + self.tokenizer.decode(
-                    response_ids, skip_special_tokens=True
+                    response_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
                 )
                 parsed = env.parse_action(response_text, observation)
                 result = await env.step(parsed.action)
