@@ -87,8 +87,9 @@ def test_command_writes_table_json_and_plot(games, tmp_path, monkeypatch, capsys
     assert grpo["rows"] == result["rollouts"]["rows"]
 
 
-def test_unknown_estimator_lists_the_registered_ones(tmp_path, caplog):
+def test_unknown_estimator_lists_the_registered_ones(tmp_path, capsys):
     assert main(["credit-eval", "--estimators", "grpo,magic", "--out", str(tmp_path)]) == 2
-    assert "magic" in caplog.text and "gigpo" in caplog.text and "grpo" in caplog.text
+    error = capsys.readouterr().err
+    assert error.startswith("error:") and "magic" in error and "'gigpo'" in error and "'grpo'" in error
     assert main(["credit-eval", "--estimators", "scpo:scpo.thetaa=0.9", "--out", str(tmp_path)]) == 2
-    assert "theta" in caplog.text
+    assert "theta" in capsys.readouterr().err

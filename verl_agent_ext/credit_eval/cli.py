@@ -13,7 +13,6 @@ seeds never calls the planner. See docs/credit.md.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import sys
 import time
@@ -78,34 +77,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    log = logging.getLogger("credit-eval")
+    from verl_agent_ext.errors import UserError, existing_folder, user_input_errors, writable_folder
+
     if args.env not in ENVIRONMENTS:
-        log.error("unknown environment %r for credit-eval; valid names: %s", args.env, list(ENVIRONMENTS))
-        return 2
+        raise UserError(f"unknown environment {args.env!r} for credit-eval; valid names: {list(ENVIRONMENTS)}")
     for name in ("tasks", "group_size", "max_steps"):
         if getattr(args, name) < 1:
-            log.error("--%s must be at least 1, got %d", name.replace("_", "-"), getattr(args, name))
-            return 2
+            raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
     if not args.epsilon or any(not 0.0 <= e <= 1.0 for e in args.epsilon) or not args.seed:
-        log.error("--epsilon needs values in [0, 1] and --seed at least one seed")
-        return 2
+        raise UserError("--epsilon needs values in [0, 1] and --seed at least one seed")
+    if args.games is not None:
+        existing_folder(args.games, "--games")
+    if args.rows is not None and not Path(args.rows).is_file():
+        raise UserError(f"--rows {args.rows} is not a file (an earlier run's DIR/rows.jsonl.gz)")
+    writable_folder(args.out, "--out")
 
     from verl_agent_ext.credit_eval.estimators import algorithm_config, parse_estimators
     from verl_agent_ext.envs.alfworld.generator import TASK_TYPES
 
     unknown = sorted(set(args.task_types.split(",")) - set(TASK_TYPES)) if args.task_types else []
     if unknown:
-        log.error("unknown ALFWorld task types %s; valid names: %s", unknown, list(TASK_TYPES))
-        return 2
-    try:
+        raise UserError(f"unknown ALFWorld task types {unknown}; valid names: {list(TASK_TYPES)}")
+    with user_input_errors():  # unknown estimator, bad setting or hydra syntax: stop before any rollout
         specs = parse_estimators(args.estimators)
         algorithms = {spec.label: algorithm_config(spec, args.settings) for spec in specs}
-    except Exception as error:  # unknown estimator, bad setting or hydra syntax: stop before any rollout
-        log.error("credit-eval: %s", error)
-        return 2
-    result = evaluate_command(args, specs, algorithms)
-    print(result)
+    print(evaluate_command(args, specs, algorithms))
     return 0
 
 

@@ -67,7 +67,12 @@ def algorithm_config(spec: EstimatorSpec, settings: Sequence[str] = ()):
 
     estimator_fn(spec.name)
     overrides = [hydra_override(setting) for setting in settings] + list(spec.overrides)
-    algorithm = compose_verl_config(LocalTrainConfig(estimator=spec.name, verl_overrides=overrides)).algorithm
+    from hydra.errors import HydraException
+
+    try:
+        algorithm = compose_verl_config(LocalTrainConfig(estimator=spec.name, verl_overrides=overrides)).algorithm
+    except HydraException as error:
+        raise ValueError(f"settings {overrides} of estimator {spec.label!r} do not apply: {error}") from error
     for name, read in CONFIG_READERS.items():
         if spec.name == name:
             read(algorithm)
