@@ -8,6 +8,7 @@ import importlib.util
 import os
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ def recipe_main():
 
 def script_overrides(script: str, *extra: str) -> list[str]:
     """The hydra overrides the script passes to main_scpo.py (printed by the launcher, not run)."""
-    env = {**os.environ, "VAE_PRINT_ONLY": "1"}
+    env = {**os.environ, "VAE_PRINT_ONLY": "1", "PYTHON": sys.executable}
     result = subprocess.run(
         ["bash", str(ROOT / "examples" / script), *extra], capture_output=True, text=True, env=env, check=True
     )
@@ -67,10 +68,14 @@ def test_script_composes_and_validates(script):
     assert config.trainer.total_training_steps == 150 and config.trainer.test_freq == 5
     assert rollout.val_kwargs.temperature == 0.4
     assert rollout.agent.default_agent_loop == "verl_agent_ext_env"
+    # published update schedule: step rows per optimizer step (verl's V1 trainer: ppo_mini_batch_size x n rows)
+    rows_per_mini_batch = actor.ppo_mini_batch_size * rollout.n
     if env_name == "alfworld":
         assert (config.env.max_steps, config.data.max_prompt_length) == (50, 2048)
+        assert rows_per_mini_batch == 2048
     else:
         assert (config.env.max_steps, config.data.max_prompt_length) == (15, 4096)
+        assert rows_per_mini_batch == 512
         assert config.algorithm.gigpo.mode == "mean_norm"
 
 
@@ -95,6 +100,7 @@ def test_dry_run_of_the_scpo_script():
         capture_output=True,
         text=True,
         timeout=240,
+        env={**os.environ, "PYTHON": sys.executable},  # this interpreter, not whatever `python` PATH finds
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("command:")

@@ -30,12 +30,12 @@ import torch
 
 from verl_agent_ext.local.advantages import ZERO_ADVANTAGE, compute_advantages, estimator_fn
 from verl_agent_ext.local.batch import StepRows, step_rows
-from verl_agent_ext.local.checkpoint import load_checkpoint, save_checkpoint
+from verl_agent_ext.local.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from verl_agent_ext.local.config import LocalTrainConfig, actor_config, compose_verl_config
 from verl_agent_ext.local.hf_server import HFServerManager
 from verl_agent_ext.local.loss import actor_loss, set_global_batch_info
 from verl_agent_ext.local.metrics import MetricsLog, plot_learning_curve, table_header, table_row
-from verl_agent_ext.local.model import add_lora, load_policy
+from verl_agent_ext.local.model import add_lora, load_adapter, load_policy
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,9 @@ class LocalTrainer:
         self.actor_config = actor_config(self.verl_config)
 
         self.model, self.tokenizer = load_policy(config.model, self.device)
-        if config.lora_rank > 0:
+        if config.init_adapter:
+            self.model = load_adapter(self.model, config.init_adapter)
+        elif config.lora_rank > 0:
             self.model = add_lora(self.model, config.lora_rank, config.lora_alpha)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         optim = self.verl_config.actor_rollout_ref.actor.optim
@@ -83,16 +85,17 @@ class LocalTrainer:
             max_batch_size=config.groups_per_iter * config.group_size,
             garbage_tokens=config.garbage_tokens,
         )
-        self.tasks = _load_tasks(config)
+        self.tasks = load_tasks(config)
         self.env_pool = _make_env_pool(config)
         self.metrics = MetricsLog(self.out_dir / "metrics.jsonl")
         self.iteration = 0  # completed iterations
         self._protected = False  # True from the optimizer step to the end of the iteration
         self._stop_requested = False
-        if config.resume and (self.out_dir / "checkpoint").is_dir():
-            self.iteration = load_checkpoint(self.out_dir / "checkpoint", self.model, self.optimizer)
+        saved = find_checkpoint(self.out_dir / "checkpoint") if config.resume else None
+        if saved is not None:
+            self.iteration = load_checkpoint(saved, self.model, self.optimizer)
             self.metrics.truncate_after(self.iteration)
-            self.log(f"[train-local] resumed from {self.out_dir / 'checkpoint'} after iteration {self.iteration}")
+            self.log(f"[train-local] resumed from {saved} after iteration {self.iteration}")
         elif not config.resume:
             self.metrics.truncate_after(0)
 
@@ -159,8 +162,6 @@ class LocalTrainer:
 
     def rollout(self, iteration: int) -> tuple[StepRows, dict[str, float]]:
         """Play `groups_per_iter` tasks x `group_size` episodes concurrently; one row per environment step."""
-        from verl_agent_ext.agent.env_agent_loop import build_agent_loop
-
         config = self.config
         rng = random.Random(config.seed * 1_000_003 + iteration)
         tasks = (
@@ -168,62 +169,67 @@ class LocalTrainer:
             if len(self.tasks) >= config.groups_per_iter
             else [rng.choice(self.tasks) for _ in range(config.groups_per_iter)]
         )
-        sampling_params = {
-            "temperature": config.temperature,
-            "top_p": config.top_p,
-            "top_k": -1,
-            "logprobs": True,
-        }
-
-        finished: list[bool] = []
-
-        async def play(task, uid: str):
-            loop = build_agent_loop(self.verl_config, self.server, self.tokenizer, env_pools=[self.env_pool])
-            row = {"env_name": task.env, "task_id": task.task_id, "task_type": task.task_type, "split": task.split}
-            try:
-                outputs = await loop.run(dict(sampling_params), **row)
-            finally:
-                self.server.target_batch_size -= 1  # one episode fewer will send requests
-            finished.append(outputs[-1].extra_fields["episode_success"])
-            self.progress(
-                f"[iter {iteration}]   episode {len(finished)}/{len(tasks) * config.group_size}: "
-                f"{len(outputs)} steps, {'won' if finished[-1] else 'not won'}"
-            )
-            return uid, outputs
-
-        async def play_all():
-            groups = [(task, uuid4().hex) for task in tasks]
-            return await asyncio.gather(*(play(task, uid) for task, uid in groups for _ in range(config.group_size)))
-
         generation_before = self.server.stats["generate_seconds"]
         tokens_before = self.server.stats["generated_tokens"]
         started = time.perf_counter()
-        self.server.target_batch_size = len(tasks) * config.group_size
-        episodes = asyncio.run(play_all())
+        episodes = self.play(tasks, config.group_size, config.temperature, f"iter {iteration}")
         wall = time.perf_counter() - started
         generation = self.server.stats["generate_seconds"] - generation_before
 
         outputs = [output for _, episode in episodes for output in episode]
         uids = [uid for uid, episode in episodes for _ in episode]
         rows = step_rows(outputs, uids)
-        finals = [episode[-1].extra_fields for _, episode in episodes]
-        valid = rows.non_tensor_batch["is_action_valid"].astype(bool)
         metrics = {
-            "rollout/episodes": float(len(episodes)),
+            **episode_metrics(episodes, "rollout"),
             "rollout/steps": float(len(rows)),
-            "rollout/success_rate": float(np.mean([bool(f["episode_success"]) for f in finals])),
-            "rollout/invalid_action_rate": float(1.0 - valid.mean()),
-            "rollout/episode_length": float(np.mean([len(episode) for _, episode in episodes])),
             "rollout/response_tokens_mean": float(rows.response_mask.sum(-1).float().mean()),
             "rollout/generated_tokens": float(self.server.stats["generated_tokens"] - tokens_before),
             "time/generation": generation,
             "time/environment": wall - generation,
             "time/rollout": wall,
         }
-        for task_type in sorted({f["task_type"] for f in finals}):
-            wins = [bool(f["episode_success"]) for f in finals if f["task_type"] == task_type]
-            metrics[f"rollout/success_rate/{task_type}"] = float(np.mean(wins))
         return rows, metrics
+
+    def evaluate(self, tasks: list, temperature: float = 0.0) -> dict[str, float]:
+        """Success and invalid-action rates of one episode per task with the current policy (no update).
+
+        temperature: 0 is greedy decoding. Keys as the rollout's, prefixed "eval/".
+        """
+        return episode_metrics(self.play(tasks, 1, temperature, "eval"), "eval")
+
+    def play(self, tasks: list, group_size: int, temperature: float, label: str) -> list[tuple[str, list]]:
+        """Play every task `group_size` times through the agent loop, concurrently as far as the env pool allows.
+
+        Returns one (group uid, list of the episode's `AgentLoopOutput`s) per episode, tasks in order.
+        """
+        from verl_agent_ext.agent.env_agent_loop import build_agent_loop
+
+        sampling_params = {"temperature": temperature, "top_p": self.config.top_p, "top_k": -1, "logprobs": True}
+        total = len(tasks) * group_size
+        capacity = self.config.groups_per_iter * self.config.group_size  # environments in the pool
+        finished: list[bool] = []
+
+        async def play_one(task, uid: str):
+            loop = build_agent_loop(self.verl_config, self.server, self.tokenizer, env_pools=[self.env_pool])
+            row = {"env_name": task.env, "task_id": task.task_id, "task_type": task.task_type, "split": task.split}
+            try:
+                outputs = await loop.run(dict(sampling_params), **row)
+            finally:
+                # episodes still to send requests: the live ones, at most one per environment
+                self.server.target_batch_size = min(total - len(finished) - 1, capacity)
+            finished.append(outputs[-1].extra_fields["episode_success"])
+            self.progress(
+                f"[{label}]   episode {len(finished)}/{total}: "
+                f"{len(outputs)} steps, {'won' if finished[-1] else 'not won'}"
+            )
+            return uid, outputs
+
+        async def play_all():
+            groups = [(task, uuid4().hex) for task in tasks]
+            return await asyncio.gather(*(play_one(task, uid) for task, uid in groups for _ in range(group_size)))
+
+        self.server.target_batch_size = min(total, capacity)
+        return asyncio.run(play_all())
 
     # -- 2. credit ---------------------------------------------------------------------------------------------
 
@@ -365,14 +371,34 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _load_tasks(config: LocalTrainConfig):
+def episode_metrics(episodes: list[tuple[str, list]], prefix: str) -> dict[str, float]:
+    """Success, invalid-action rate, length and per-task-type success of played episodes (`LocalTrainer.play`)."""
+    finals = [episode[-1].extra_fields for _, episode in episodes]
+    valid = [bool(output.extra_fields["is_action_valid"]) for _, episode in episodes for output in episode]
+    metrics = {
+        f"{prefix}/episodes": float(len(episodes)),
+        f"{prefix}/success_rate": float(np.mean([bool(f["episode_success"]) for f in finals])),
+        f"{prefix}/invalid_action_rate": float(1.0 - np.mean(valid)),
+        f"{prefix}/episode_length": float(np.mean([len(episode) for _, episode in episodes])),
+    }
+    for task_type in sorted({f["task_type"] for f in finals}):
+        wins = [bool(f["episode_success"]) for f in finals if f["task_type"] == task_type]
+        metrics[f"{prefix}/success_rate/{task_type}"] = float(np.mean(wins))
+    return metrics
+
+
+def load_tasks(config: LocalTrainConfig, split: str = "train") -> list:
+    """ALFWorld tasks of `split`: games under `games_dir`, else the cached generated set; only `task_types`."""
     if config.env != "alfworld":
         raise ValueError(f"train-local plays env 'alfworld' for now, got {config.env!r}")
     from verl_agent_ext.envs.alfworld.games import generated_tasks, list_tasks
 
     if config.games_dir:
-        return list_tasks("train", games_dir=config.games_dir)
-    return generated_tasks("train", per_type=config.games_per_type, seed=config.seed)
+        tasks = list_tasks(split, games_dir=config.games_dir)
+    else:
+        tasks = generated_tasks(split, per_type=config.games_per_type, seed=config.games_seed)
+    wanted = [t for t in config.task_types.split(",") if t]
+    return [task for task in tasks if task.task_type in wanted] if wanted else tasks
 
 
 def _make_env_pool(config: LocalTrainConfig):
