@@ -9,6 +9,7 @@ SUBCOMMANDS = (
     "alfworld-generate",
     "webshop-generate",
     "play",
+    "credit-eval",
     "prepare-data",
     "expert-data",
     "train-local",

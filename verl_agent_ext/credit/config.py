@@ -19,6 +19,7 @@ SIMILARITIES = ("exact", "difflib", "static", "embedding", "cross_encoder")
 SCPO_REFERENCES = ("longest", "shortest", "all")
 SCPO_STEP_TEXTS = ("obs_action", "action", "obs")
 SCPO_MATCHERS = ("embedding", "static", "cross_encoder", "exact", "difflib")
+SCPO_ALPHA_SCALES = ("reward", "success_return")
 SCPO_SEGMENTS = SEGMENTS
 SCPO_BACKENDS = BACKENDS
 EMPG_BASES = ("grpo", "gigpo", "scpo")
@@ -79,7 +80,10 @@ class SCPOConfig:
     theta: similarity threshold; a failed step matched to a reference step with score M > theta earns
         c = (M - theta) / (1 - theta) in (0, 1]. None: the matcher's default (DEFAULT_THETA), because scores
         live on different scales (MiniLM cosine of two unrelated ALFWorld steps is already ~0.5-0.7).
-    alpha: weight of the credit added to the step return, R~_t = R_t + alpha * c_t (reward units).
+    alpha: weight of the credit added to the step return, R~_t = R_t + alpha * u * c_t.
+    alpha_scale: the unit u of alpha: "reward" (u = 1, alpha in reward units, the paper's formula) or
+        "success_return" (u = the largest episode return among the group's successes: alpha is a fraction of a
+        success, the same on every reward scale).
     reference: which successful sibling(s) of the group: longest, shortest, or all (credit = best over them).
     step_text: text compared per step: observation + action, action only, or observation only.
     matcher: embedding (bi-encoder cosine), cross_encoder, exact, or difflib.
@@ -93,6 +97,7 @@ class SCPOConfig:
 
     theta: float | None = None
     alpha: float = 0.5
+    alpha_scale: str = "reward"
     reference: str = "longest"
     step_text: str = "obs_action"
     matcher: str = "embedding"
@@ -105,6 +110,7 @@ class SCPOConfig:
         _check_choice("scpo.reference", self.reference, SCPO_REFERENCES)
         _check_choice("scpo.step_text", self.step_text, SCPO_STEP_TEXTS)
         _check_choice("scpo.matcher", self.matcher, SCPO_MATCHERS)
+        _check_choice("scpo.alpha_scale", self.alpha_scale, SCPO_ALPHA_SCALES)
         _check_choice("scpo.segments", self.segments, SCPO_SEGMENTS)
         _check_choice("scpo.backend", self.backend, SCPO_BACKENDS)
         if self.theta is None:
