@@ -13,6 +13,7 @@ SUBCOMMANDS = (
     "prepare-data",
     "expert-data",
     "train-local",
+    "eval",
     "warm-start",
 )
 

@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES = (
     "verl_agent_ext.agent.prepare_data_cli",
     "verl_agent_ext.agent.expert_data_cli",
     "verl_agent_ext.local.train_cli",
+    "verl_agent_ext.local.eval_cli",
     "verl_agent_ext.local.warm_start_cli",
 )
 DEBUG_ENV = "VERL_AGENT_EXT_DEBUG"
