@@ -40,6 +40,8 @@ if (( cpu )); then
     --env "$env_name" "${prepare[@]}")
   (( ${#profile[@]} )) || { echo "launch.sh: the CPU profile could not be prepared" >&2; exit 1; }
   export VERL_PLATFORM=cpu
+  # Ray starts its workers at niceness 15; on a laptop they are the job, not background work.
+  export RAY_worker_niceness="${RAY_worker_niceness:-0}"
 fi
 
 # The script's own overrides, then the CPU profile, then the user's (the last value of a key wins).

@@ -74,7 +74,8 @@ def overrides(env: str, model_path: str, data: Path) -> list[str]:
         f"actor_rollout_ref.rollout.n={GROUP_SIZE}",
         "actor_rollout_ref.rollout.temperature=1.0",
         "actor_rollout_ref.rollout.agent.num_workers=1",
-        f"actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu={rows}",
+        "actor_rollout_ref.rollout.calculate_log_probs=True",  # training/rollout_probs_diff_*: weight-sync check
+        "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=2",
         "env.pool.backend=inprocess",
         f"env.pool.num_envs={rows}",
         f"env.max_steps={MAX_STEPS}",
@@ -88,7 +89,7 @@ def overrides(env: str, model_path: str, data: Path) -> list[str]:
         f"data.train_files={data / 'train.parquet'}",
         f"data.val_files={data / 'val.parquet'}",
         f"actor_rollout_ref.actor.ppo_mini_batch_size={TASKS_PER_ITER}",
-        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=8",
+        "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",  # memory: logits are (rows, 536, 49152) fp32
         "actor_rollout_ref.actor.optim.lr=1e-5",
         "actor_rollout_ref.actor.use_kl_loss=False",
         "algorithm.use_kl_in_reward=False",
