@@ -61,10 +61,19 @@ def step_metrics(log: str) -> dict[int, dict[str, float]]:
 
 
 def actor_weights(step_dir: Path) -> dict[str, torch.Tensor]:
-    """Full actor state dict saved by verl's FSDP checkpoint manager (world size 1)."""
-    (path,) = (step_dir / "actor").glob("model_world_size_1_rank_0.pt")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    return {k: (v.full_tensor() if hasattr(v, "full_tensor") else v) for k, v in state.items()}
+    """Actor state dict saved by verl's FSDP checkpoint manager (world size 1: each DTensor's shard is whole)."""
+    import torch.distributed as dist
+
+    path = step_dir / "actor" / "model_world_size_1_rank_0.pt"
+    created = not dist.is_initialized()
+    if created:  # unpickling DTensors rebuilds their device mesh, which needs a process group
+        dist.init_process_group("gloo", rank=0, world_size=1, init_method="tcp://127.0.0.1:29531")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        return {k: (v.to_local() if hasattr(v, "to_local") else v).clone() for k, v in state.items()}
+    finally:
+        if created:
+            dist.destroy_process_group()
 
 
 @pytest.fixture(scope="module")
