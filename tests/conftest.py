@@ -19,3 +19,82 @@ def shared_dir() -> Path:
     if not SHARED_DIR.is_dir():
         pytest.fail(f"reference fixtures not found at {SHARED_DIR}: check out shared/ beside the project root")
     return SHARED_DIR
+
+
+@pytest.fixture(scope="module")
+def transfer_queue():
+    """A real Ray + TransferQueue (controller and one storage unit) for this module."""
+    import ray
+    import transfer_queue as tq
+    from omegaconf import OmegaConf
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        # logical CPUs: the TransferQueue controller and its storage unit reserve one each
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    elif ray.available_resources().get("CPU", 0) < 2:
+        pytest.fail("a Ray instance left running by an earlier test has < 2 free CPUs for TransferQueue's actors")
+    tq.init(OmegaConf.create({"backend": {"SimpleStorage": {"num_data_storage_units": 1}}}))
+    yield tq
+    tq.close()
+    if started_here:
+        ray.shutdown()
+
+
+@pytest.fixture
+def store_sessions(transfer_queue):
+    """`store_sessions({(uid, session): [AgentLoopOutput, ...]}, validate, global_steps, **row) -> keys`: each session's
+    outputs stored by verl's own `AgentLoopWorkerTQ._agent_loop_postprocess` (row keys `{uid}_{session}_{i}`)."""
+    import asyncio
+
+    from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopWorkerTQ
+
+    worker = object.__new__(AgentLoopWorkerTQ.__ray_actor_class__)
+    worker.processor, worker.reward_loop_worker_handles, worker.distillation_enabled = None, None, False
+
+    def store(sessions: dict, validate: bool = False, global_steps: int = 1, **row) -> list[str]:
+        async def put_all() -> list[str]:
+            keys = []
+            for (uid, session), outputs in sessions.items():
+                await worker._agent_loop_postprocess(
+                    outputs, validate, uid=uid, session_id=session, global_steps=global_steps, **row
+                )
+                keys.extend(f"{uid}_{session}_{index}" for index in range(len(outputs)))
+            return keys
+
+        return asyncio.run(put_all())
+
+    return store
+
+
+@pytest.fixture
+def v1_trainer():
+    """`v1_trainer(adv_estimator, parameter_sync_step=1, **algorithm)` -> verl's V1 trainer object, not started,
+    with the config keys `PPOTrainer.step` and `_compute_advantage` read (groups of 2; an `env` section, so the
+    plugin's hook runs whatever the estimator)."""
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.v1 import PPOTrainerSync
+
+    def build(adv_estimator: str, parameter_sync_step: int = 1, **algorithm):
+        trainer = object.__new__(PPOTrainerSync)
+        trainer.config = OmegaConf.create(
+            {
+                "algorithm": {
+                    "adv_estimator": adv_estimator,
+                    "gamma": 0.95,
+                    "lam": 1.0,
+                    "use_kl_in_reward": False,
+                    "norm_adv_by_std_in_grpo": True,
+                    "gigpo": {"mode": "mean_norm"},
+                    "scpo": {"matcher": "exact"},
+                    **algorithm,
+                },
+                "actor_rollout_ref": {"rollout": {"n": 2}},
+                "data": {"train_batch_size": parameter_sync_step},
+                "env": {"name": "alfworld"},
+            }
+        )
+        trainer.parameter_sync_step = parameter_sync_step
+        return trainer
+
+    return build

@@ -24,6 +24,7 @@ def test_one_output_per_step_with_contract_fields(play):
         assert output.extra_fields["min_global_steps"] == 3
         assert output.reward_score == 10.0  # episode return on every step
         assert output.extra_fields["reward_extra_info"] == {
+            "acc": 1.0,
             "success": 1.0,
             "episode_length": 5,
             "episode_return": 10.0,

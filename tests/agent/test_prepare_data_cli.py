@@ -58,6 +58,6 @@ def test_verl_dataset_hands_the_task_to_the_agent_loop(alfworld_data, tokenizer)
     assert row["raw_prompt"][0]["role"] == "user"
 
 
-def test_unknown_val_split_is_refused(tmp_path):
-    with pytest.raises(SystemExit, match="eval_out_of_distribution"):
-        main(["prepare-data", "--env", "alfworld", "--out", str(tmp_path), "--val-split", "valid_seen"])
+def test_unknown_val_split_is_refused(tmp_path, capsys):
+    assert main(["prepare-data", "--env", "alfworld", "--out", str(tmp_path), "--val-split", "valid_seen"]) == 2
+    assert "eval_out_of_distribution" in capsys.readouterr().err

@@ -20,11 +20,11 @@ def test_generate_then_play_expert_and_random(tmp_path, capsys):
     assert "3 episodes" in capsys.readouterr().out
 
 
-def test_bad_arguments_give_clear_errors(tmp_path, caplog):
+def test_bad_arguments_give_clear_errors(tmp_path, capsys):
     assert main(["alfworld-generate", "--out", str(tmp_path), "--task-types", "make_tea"]) == 2
-    assert "valid names" in caplog.text
+    assert "valid names" in capsys.readouterr().err
     assert main(["play", "--env", "minecraft", "--episodes", "1"]) == 2
-    assert "alfworld" in caplog.text
+    assert "alfworld" in capsys.readouterr().err
 
 
 def test_play_dispatches_to_webshop(capsys):

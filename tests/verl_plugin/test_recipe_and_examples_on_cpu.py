@@ -67,10 +67,14 @@ def test_script_composes_and_validates(script):
     assert config.trainer.total_training_steps == 150 and config.trainer.test_freq == 5
     assert rollout.val_kwargs.temperature == 0.4
     assert rollout.agent.default_agent_loop == "verl_agent_ext_env"
+    # published update schedule: step rows per optimizer step (verl's V1 trainer: ppo_mini_batch_size x n rows)
+    rows_per_mini_batch = actor.ppo_mini_batch_size * rollout.n
     if env_name == "alfworld":
         assert (config.env.max_steps, config.data.max_prompt_length) == (50, 2048)
+        assert rows_per_mini_batch == 2048
     else:
         assert (config.env.max_steps, config.data.max_prompt_length) == (15, 4096)
+        assert rows_per_mini_batch == 512
         assert config.algorithm.gigpo.mode == "mean_norm"
 
 

@@ -4,8 +4,6 @@ must equal the estimator called directly on the same rows."""
 
 from __future__ import annotations
 
-import asyncio
-
 import numpy as np
 import pytest
 import torch
@@ -27,25 +25,6 @@ ROWS = [
     ("g1", 1, 0, "You are in the kitchen.", "go to cabinet 1", 0.0, True, False, "clean"),
     ("g1", 1, 1, "The cabinet 1 is closed.", "inventory", 0.0, True, False, "clean"),
 ]
-
-
-@pytest.fixture(scope="module")
-def transfer_queue():
-    """A real Ray + TransferQueue (controller and one storage unit) for this module."""
-    import ray
-    import transfer_queue as tq
-
-    started_here = not ray.is_initialized()
-    if started_here:
-        # logical CPUs: the TransferQueue controller and its storage unit reserve one each
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    elif ray.available_resources().get("CPU", 0) < 2:
-        pytest.fail("a Ray instance left running by an earlier test has < 2 free CPUs for TransferQueue's actors")
-    tq.init(OmegaConf.create({"backend": {"SimpleStorage": {"num_data_storage_units": 1}}}))
-    yield tq
-    tq.close()
-    if started_here:
-        ray.shutdown()
 
 
 def agent_loop_outputs():
@@ -84,23 +63,9 @@ def agent_loop_outputs():
     return sessions
 
 
-def put_rollouts(tq, partition: str = "train") -> list[str]:
+def put_rollouts(store_sessions) -> list[str]:
     """Store the outputs with verl's own AgentLoopWorkerTQ._agent_loop_postprocess; returns the row keys."""
-    from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopWorkerTQ
-
-    worker = object.__new__(AgentLoopWorkerTQ.__ray_actor_class__)
-    worker.processor = None
-    worker.reward_loop_worker_handles = None
-    worker.distillation_enabled = False
-    keys = []
-
-    async def put_all():
-        for (uid, session), outputs in agent_loop_outputs().items():
-            await worker._agent_loop_postprocess(outputs, False, uid=uid, session_id=session, global_steps=1)
-            keys.extend(f"{uid}_{session}_{index}" for index in range(len(outputs)))
-
-    asyncio.run(put_all())
-    return keys
+    return store_sessions(agent_loop_outputs())
 
 
 def algorithm_config(estimator: str):
@@ -159,8 +124,8 @@ def direct_advantages(estimator: str) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("estimator", ["gigpo", "scpo"])
-def test_hook_matches_direct_estimator(transfer_queue, estimator):
-    keys = put_rollouts(transfer_queue)
+def test_hook_matches_direct_estimator(transfer_queue, store_sessions, estimator):
+    keys = put_rollouts(store_sessions)
     hooked, metrics = run_hooked_trainer(transfer_queue, estimator, keys)
     expected = direct_advantages(estimator)
     assert any(value != 0 for value in expected.tolist())
@@ -176,8 +141,8 @@ def test_hook_matches_direct_estimator(transfer_queue, estimator):
     transfer_queue.kv_clear(keys=keys, partition_id="train")
 
 
-def test_padding_rows_do_not_join_real_trajectories(transfer_queue):
-    keys = put_rollouts(transfer_queue)
+def test_padding_rows_do_not_join_real_trajectories(transfer_queue, store_sessions):
+    keys = put_rollouts(store_sessions)
     from transfer_queue import KVBatchMeta
     from verl.trainer.ppo.padding_utils import upsample_batch_to_divisible_size
 
@@ -193,8 +158,8 @@ def test_padding_rows_do_not_join_real_trajectories(transfer_queue):
     transfer_queue.kv_clear(keys=padded.keys, partition_id="train")
 
 
-def test_grpo_is_untouched_but_gets_episode_metrics(transfer_queue):
-    keys = put_rollouts(transfer_queue)
+def test_grpo_is_untouched_but_gets_episode_metrics(transfer_queue, store_sessions):
+    keys = put_rollouts(store_sessions)
     hooked, metrics = run_hooked_trainer(transfer_queue, "grpo", keys)
     assert metrics["env/success_rate"] == pytest.approx(2 / 5)
     assert not any(key.startswith("credit/") for key in metrics)
@@ -204,12 +169,9 @@ def test_grpo_is_untouched_but_gets_episode_metrics(transfer_queue):
     transfer_queue.kv_clear(keys=keys, partition_id="train")
 
 
-def test_step_estimator_without_metadata_fails_clearly(transfer_queue):
+def test_step_estimator_without_metadata_fails_clearly(transfer_queue, store_sessions):
     from verl.experimental.agent_loop.agent_loop import AgentLoopMetrics, AgentLoopOutput
-    from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopWorkerTQ
 
-    worker = object.__new__(AgentLoopWorkerTQ.__ray_actor_class__)
-    worker.processor, worker.reward_loop_worker_handles, worker.distillation_enabled = None, None, False
     output = AgentLoopOutput(
         prompt_ids=[1, 2],
         response_ids=[3, 4],
@@ -218,7 +180,7 @@ def test_step_estimator_without_metadata_fails_clearly(transfer_queue):
         metrics=AgentLoopMetrics(),
         extra_fields={"min_global_steps": 1, "max_global_steps": 1, "reward_extra_info": {}},
     )
-    asyncio.run(worker._agent_loop_postprocess([output], False, uid="single", session_id=0, global_steps=1))
+    store_sessions({("single", 0): [output]})
     with pytest.raises(ValueError, match="verl_agent_ext_env"):
         run_hooked_trainer(transfer_queue, "gigpo", ["single_0_0"])
     transfer_queue.kv_clear(keys=["single_0_0"], partition_id="train")

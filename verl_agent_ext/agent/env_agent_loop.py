@@ -12,9 +12,10 @@ Each output's `extra_fields` carries the estimator contract (same keys on every 
     traj_uid (str), step_index (int), anchor_obs (str), action_text (str), step_reward (float, env reward of the
     step, no penalty), is_action_valid (bool), episode_success (bool), plus task_type (str), episode_length
     (int), episode_truncated (bool: cut by the step limit, or by a crashed env worker, which the pool restarts),
-    reward_extra_info (dict: success, episode_length, episode_return, truncated, score = the env's raw score
-    where it has one, e.g. WebShop, else success; verl's V1 trainer copies it and reports it in validation) and
-    the engine's own extra fields (min/max_global_steps).
+    reward_extra_info (dict: acc = success, success, episode_length, episode_return, truncated, score = the env's
+    raw score where it has one, e.g. WebShop, else success; verl's V1 trainer reports it in validation from each
+    session's last row, and counts a session that raised as acc=0, so `val-core/<data_source>/acc/mean@n` is the
+    success rate over all sessions) and the engine's own extra fields (min/max_global_steps).
 `reward_score` of every output is the episode return (sum of env rewards), so verl puts it on the last
 response token (`rm_scores`) of every step sample and skips its reward manager for these rows.
 
@@ -60,6 +61,23 @@ from verl_agent_ext.agent.config import EnvLoopConfig
 from verl_agent_ext.agent.env_sessions import EnvLeaser, EnvSession, shared_env_pool
 from verl_agent_ext.agent.prompt import window_prompt
 from verl_agent_ext.envs.base import Observation, Task, Turn
+
+
+def response_logprobs(
+    generated: TokenOutput, response_ids: list[int], sampling_params: dict[str, Any]
+) -> list[float] | None:
+    """The engine's log-probs of the kept response tokens, or None when it gave none for each of its tokens.
+
+    verl's async trainer modes return `log_probs=[]` (not None) when `rollout.calculate_log_probs=False`; a list
+    shorter than the response would become a `rollout_log_probs` row of the wrong length. An empty response keeps
+    `[]` only when log-probs were requested (`sampling_params["logprobs"]`, set by verl's agent-loop worker).
+    """
+    log_probs = generated.log_probs
+    if log_probs is None or len(log_probs) < len(generated.token_ids):
+        return None
+    if not generated.token_ids and not sampling_params.get("logprobs", True):
+        return None
+    return list(log_probs[: len(response_ids)])
 
 
 def task_from_row(row: dict[str, Any], default_env: str) -> Task:
@@ -114,7 +132,7 @@ class EnvAgentLoop(AgentLoopBase):
         return await asyncio.get_running_loop().run_in_executor(None, shared_env_pool, self.env_config, env_name)
 
     async def run(self, sampling_params: dict[str, Any], **kwargs: Any) -> list[AgentLoopOutput]:
-        """Play the episode of the task in `kwargs` (the dataset row); one output per step, in order."""
+        """Play the episode of the task in `kwargs` (the dataset row); one output per step (order: `_outputs`)."""
         task = task_from_row(kwargs, self.env_config.name)
         traj_uid = uuid4().hex
         steps: list[_Step] = []
@@ -135,7 +153,7 @@ class EnvAgentLoop(AgentLoopBase):
                 generate_seconds = time.perf_counter() - started
                 response_ids = list(generated.token_ids[: self.response_length])
                 response_text = self.env_config.response_prefix + self.tokenizer.decode(
-                    response_ids, skip_special_tokens=True
+                    response_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False
                 )
                 parsed = env.parse_action(response_text, observation)
                 result = await env.step(parsed.action)
@@ -143,9 +161,7 @@ class EnvAgentLoop(AgentLoopBase):
                     _Step(
                         prompt_ids=prompt_ids,
                         response_ids=response_ids,
-                        response_logprobs=list(generated.log_probs[: self.response_length])
-                        if generated.log_probs is not None
-                        else None,
+                        response_logprobs=response_logprobs(generated, response_ids, sampling_params),
                         anchor_obs=observation.anchor,
                         action_text=parsed.action,
                         reward=float(result.reward),
@@ -179,9 +195,11 @@ class EnvAgentLoop(AgentLoopBase):
     def _outputs(
         self, steps: list[_Step], traj_uid: str, task: Task, won: bool, final_info: dict[str, Any]
     ) -> list[AgentLoopOutput]:
+        """One output per step, in step order except that the last output always has response tokens if any does."""
         episode_return = sum(step.reward for step in steps)
         truncated = bool(final_info.get("truncated", False))
         reward_extra_info = {
+            "acc": float(won),  # verl's validation counts a session that raised as acc=0 (and only for acc)
             "success": float(won),
             "episode_length": len(steps),
             "episode_return": episode_return,
@@ -227,6 +245,12 @@ class EnvAgentLoop(AgentLoopBase):
                     extra_fields=extra_fields,
                 )
             )
+        # verl's multi-trajectory GRPO gives every row of a session the advantage of its last output, read at the
+        # first unmasked token: an empty (fully masked) last answer would give 0 to the whole episode. Put the
+        # latest step with real tokens last; the step order stays in extra_fields["step_index"].
+        last_with_tokens = max((index for index, step in enumerate(steps) if step.response_ids), default=None)
+        if last_with_tokens is not None:
+            outputs.append(outputs.pop(last_with_tokens))
         return outputs
 
 

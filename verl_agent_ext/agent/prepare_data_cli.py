@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 
 from verl_agent_ext.agent import AGENT_LOOP_NAME
+from verl_agent_ext.errors import UserError, user_input_errors, writable_folder
 
 ENVS = ("alfworld", "webshop")
 ALFWORLD_VAL_SPLITS = ("eval_out_of_distribution", "eval_in_distribution")
@@ -75,7 +76,7 @@ def alfworld_tasks(args: argparse.Namespace) -> tuple[list, list, str]:
 
     val_split = args.val_split or ALFWORLD_VAL_SPLITS[0]
     if val_split not in ALFWORLD_VAL_SPLITS:
-        raise SystemExit(f"--val-split {val_split!r} is not an ALFWorld split; valid names: {ALFWORLD_VAL_SPLITS}")
+        raise UserError(f"--val-split {val_split!r} is not an ALFWorld split; valid names: {ALFWORLD_VAL_SPLITS}")
     data_root = os.environ.get("ALFWORLD_DATA")
     if data_root and (Path(data_root).expanduser() / "json_2.1.1").is_dir():
         source = f"official ALFWorld splits from ALFWORLD_DATA={data_root}"
@@ -104,9 +105,10 @@ def webshop_tasks(args: argparse.Namespace) -> tuple[list, list, str]:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    train, val, source = alfworld_tasks(args) if args.env == "alfworld" else webshop_tasks(args)
+    writable_folder(args.out, "--out")
+    with user_input_errors():  # unknown split, missing catalog or ALFWorld data
+        train, val, source = alfworld_tasks(args) if args.env == "alfworld" else webshop_tasks(args)
     train, val = train[: args.train_size], val[: args.val_size]
-    args.out.mkdir(parents=True, exist_ok=True)
     for name, tasks, validation in (("train", train, False), ("val", val, True)):
         path = args.out / f"{name}.parquet"
         pd.DataFrame(task_rows(tasks, validation)).to_parquet(path)

@@ -71,26 +71,26 @@ def interleave_by_type(tasks: list) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    import logging
     import time
 
     from tqdm import tqdm
 
     from verl_agent_ext.envs.registry import make_env, make_policy
+    from verl_agent_ext.errors import UserError, existing_folder, user_input_errors
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    log = logging.getLogger("play")
     if args.env not in SETUPS:
-        log.error("unknown environment %r; valid names: %s", args.env, sorted(SETUPS))
-        return 2
+        raise UserError(f"unknown environment {args.env!r}; valid names: {sorted(SETUPS)}")
     if args.episodes < 1:
-        log.error("--episodes must be at least 1, got %d", args.episodes)
-        return 2
-    env_kwargs, tasks = SETUPS[args.env](args)
-    if args.max_steps is not None:
-        env_kwargs["max_steps"] = args.max_steps
-    env = make_env(args.env, **env_kwargs)
-    policy = make_policy(args.env, args.policy, env, seed=args.seed)
+        raise UserError(f"--episodes must be at least 1, got {args.episodes}")
+    for option, folder in (("--games", args.games), ("--data", args.data)):
+        if folder is not None:
+            existing_folder(folder, option)
+    with user_input_errors():  # unknown policy or split, no games in the folder, missing optional extra
+        env_kwargs, tasks = SETUPS[args.env](args)
+        if args.max_steps is not None:
+            env_kwargs["max_steps"] = args.max_steps
+        env = make_env(args.env, **env_kwargs)
+        policy = make_policy(args.env, args.policy, env, seed=args.seed)
     tasks = interleave_by_type(tasks)
     episodes = [tasks[i % len(tasks)] for i in range(args.episodes)]
 

@@ -27,6 +27,10 @@ def resolve_model(name: str) -> tuple[str, str | None]:
     handed to `from_pretrained` unchanged (a local folder or a Hugging Face hub name).
     """
     if name not in _GGUF_PACKAGES:
+        if Path(name).expanduser().is_absolute() or name.startswith((".", "~")):
+            if not Path(name).expanduser().is_dir():
+                raise FileNotFoundError(f"model folder {name} does not exist (give a Hugging Face model folder)")
+            return str(Path(name).expanduser()), None
         return name, None
     package, gguf_file = _GGUF_PACKAGES[name]
     spec = importlib.util.find_spec(package)
@@ -55,6 +59,7 @@ def load_policy(name: str = DEFAULT_MODEL, device: str = "cpu"):
     if gguf_file:
         cached = cache_dir() / Path(gguf_file).stem
         if not (cached / "config.json").is_file():
+            print(f"[model] converting {gguf_file} to a cached HF folder once (about 30 s): {cached}", flush=True)
             model, tokenizer = _load(AutoModelForCausalLM, AutoTokenizer, path, gguf_file=gguf_file)
             partial = cached.with_name(cached.name + f".tmp{os.getpid()}")
             model.save_pretrained(partial)

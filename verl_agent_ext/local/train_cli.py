@@ -98,12 +98,16 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from verl_agent_ext.local.trainer import Interrupted, LocalTrainer
+    from verl_agent_ext.errors import user_input_errors, writable_folder
 
     names = {field.name for field in dataclasses.fields(LocalTrainConfig)}
-    config = LocalTrainConfig.from_dict({key: value for key, value in vars(args).items() if key in names})
-    print(f"[train-local] {config.estimator} on {config.env} with {config.model}; output in {config.out_dir}")
-    trainer = LocalTrainer(config)
+    with user_input_errors():  # bad values, unknown estimator/model/games folder: one line, exit 2
+        config = LocalTrainConfig.from_dict({key: value for key, value in vars(args).items() if key in names})
+        writable_folder(config.out_dir, "--out-dir")
+        from verl_agent_ext.local.trainer import Interrupted, LocalTrainer
+
+        print(f"[train-local] {config.estimator} on {config.env} with {config.model}; output in {config.out_dir}")
+        trainer = LocalTrainer(config)
     try:
         records = trainer.train()
     except Interrupted as stop:

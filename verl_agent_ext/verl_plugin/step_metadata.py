@@ -11,27 +11,36 @@ narrow, version-checked patches, installed when verl imports the patched modules
    estimator's credit diagnostics to the iteration's metrics.
 2. `verl.trainer.ppo.v1.utils.compute_advantage` (the name the V1 trainer calls): for an estimator whose
    signature has a `non_tensor_batch` parameter, calls it with `non_tensor_batch` = the batch's columns plus
-   the step metadata; every other estimator goes to verl's function unchanged.
+   the step metadata, on the real rows only (verl's padding rows get zero advantages); every other estimator
+   goes to verl's function unchanged.
+3. `PPOTrainer.step`: the env/ and credit/ metrics over the whole step when it has several sub-steps.
+4. `PPOTrainer.__init__`: `check_config` again, in the process that trains.
 
 `check_config` fails at start-up (verl's `validate_config`, also wrapped) when a step-level estimator is
-selected and the metadata cannot flow: legacy trainer, unsupported verl version, or a patch that failed.
+selected and the metadata cannot flow: legacy trainer, unsupported verl version, or a patch that failed; or when
+the env agent loop runs with a reward model. The `validate_config` wrapper also lets env-loop runs count the
+mini-batch in step rows and makes every Ray process of the run import the plugin loudly.
 The upstream change in `upstream/` makes verl do (2) itself; (1) stays until the V1 trainer forwards extras.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from types import ModuleType
 from typing import Any
 
 import numpy as np
+import torch
 
 from verl_agent_ext.agent import AGENT_LOOP_NAME, EPISODE_KEYS, STEP_METADATA_KEYS
-from verl_agent_ext.verl_plugin.metrics import episode_metrics
+from verl_agent_ext.verl_plugin.agent_loop_registry import check_config_before_init, uses_env_agent_loop
+from verl_agent_ext.verl_plugin.metrics import combine_credit_diagnostics, episode_metrics
 from verl_agent_ext.verl_plugin.post_import import when_imported
 
 logger = logging.getLogger(__name__)
@@ -42,6 +51,8 @@ SUPPORTED_VERL = ((0, 9), (0, 10))
 V1_TRAINER_MODULE = "verl.trainer.ppo.v1.trainer_base"
 V1_UTILS_MODULE = "verl.trainer.ppo.v1.utils"
 ESTIMATORS_GIVEN_NON_TENSOR_BATCH_BY_VERL = frozenset({"gdpo"})
+PADDING_COLUMN = "is_padding"
+"""Hook-internal (bs,) bool column: verl's synthetic padding rows, left out of the estimator call."""
 
 hook_status: dict[str, str] = {V1_TRAINER_MODULE: "not imported yet", V1_UTILS_MODULE: "not imported yet"}
 """Per patched module: "installed" or why not."""
@@ -97,9 +108,10 @@ def compute_advantage_passing_metadata(original: Callable[..., Any]) -> Callable
         bound = inspect.signature(original).bind(data, adv_estimator, *args, **kwargs)
         bound.apply_defaults()
         non_tensor_batch = dict(data.non_tensor_batch)
-        pending = _step_metadata.get()
-        if pending is not None:
-            rows = {len(column) for column in pending.values()}
+        pending = dict(_step_metadata.get() or {})
+        padding = np.asarray(pending.pop(PADDING_COLUMN, np.zeros(len(data), dtype=bool)), dtype=bool)
+        if pending:
+            rows = {len(column) for column in pending.values()} | {len(padding)}
             if rows != {len(data)}:
                 raise RuntimeError(f"step metadata has {rows} rows but the advantage batch has {len(data)}")
             non_tensor_batch.update(pending)
@@ -107,15 +119,23 @@ def compute_advantage_passing_metadata(original: Callable[..., Any]) -> Callable
             from verl.trainer.ppo.ray_trainer import compute_response_mask
 
             data.batch["response_mask"] = compute_response_mask(data)
+        # verl's padding rows take no part in the estimator's groups or diagnostics; their advantage is 0
+        real = np.flatnonzero(~padding)
+        token_level_rewards = data.batch["token_level_rewards"]
+        take = torch.as_tensor(real, dtype=torch.long, device=token_level_rewards.device)
+        real_non_tensor_batch = {key: np.asarray(column)[real] for key, column in non_tensor_batch.items()}
         estimator_kwargs: dict[str, Any] = {
-            "token_level_rewards": data.batch["token_level_rewards"],
-            "response_mask": data.batch["response_mask"],
+            "token_level_rewards": token_level_rewards[take],
+            "response_mask": data.batch["response_mask"][take],
             "config": bound.arguments["config"],
-            "non_tensor_batch": non_tensor_batch,
+            "non_tensor_batch": real_non_tensor_batch,
         }
-        if "uid" in non_tensor_batch:
-            estimator_kwargs["index"] = non_tensor_batch["uid"]
-        advantages, returns = fn(**estimator_kwargs)
+        if "uid" in real_non_tensor_batch:
+            estimator_kwargs["index"] = real_non_tensor_batch["uid"]
+        real_advantages, real_returns = fn(**estimator_kwargs)
+        advantages = real_advantages.new_zeros(token_level_rewards.shape)
+        returns = real_returns.new_zeros(token_level_rewards.shape)
+        advantages[take], returns[take] = real_advantages, real_returns
         data.batch["advantages"] = advantages
         data.batch["returns"] = returns
         return data
@@ -193,15 +213,18 @@ def compute_advantage_with_step_metadata(original: Callable[..., Any], tq: Modul
                     f"actor_rollout_ref.rollout.agent.default_agent_loop={AGENT_LOOP_NAME})"
                 )
             return original(self, batch, metrics)
-        token = _step_metadata.set({name: columns[name] for name in STEP_METADATA_KEYS})
+        real = ~np.asarray(is_padding, dtype=bool)
+        pending = {name: columns[name] for name in STEP_METADATA_KEYS}
+        token = _step_metadata.set({**pending, PADDING_COLUMN: ~real})
         try:
             result = original(self, batch, metrics)
         finally:
             _step_metadata.reset(token)
-        real = ~np.asarray(is_padding, dtype=bool)
-        metrics.update(episode_metrics({name: column[real] for name, column in columns.items()}))
-        if fn is not None:
-            metrics.update(_credit_diagnostics(estimator_name(algorithm.adv_estimator)))
+        real_columns = {name: column[real] for name, column in columns.items()}
+        diagnostics = _credit_diagnostics(estimator_name(algorithm.adv_estimator)) if fn is not None else {}
+        metrics.update(episode_metrics(real_columns))
+        metrics.update(diagnostics)
+        self.__dict__.setdefault(_SUB_STEP_CALLS, []).append((real_columns, diagnostics))
         return result
 
     _compute_advantage.__verl_agent_ext_patch__ = True
@@ -214,6 +237,35 @@ def _credit_diagnostics(name: str) -> dict[str, float]:
     if name not in estimators.STEP_ESTIMATORS:
         return {}
     return {f"credit/{key}": float(value) for key, value in estimators.last_diagnostics().items()}
+
+
+_SUB_STEP_CALLS = "_verl_agent_ext_sub_step_calls"
+"""Trainer attribute: (real-row columns, credit diagnostics) of each `_compute_advantage` call of the step."""
+
+
+def step_with_whole_step_metrics(original: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap `PPOTrainer.step(self, metrics, timing_raw) -> KVBatchMeta`.
+
+    With `parameter_sync_step > 1` one training step runs several sub-steps, and verl averages their metrics
+    weighted by rows: episode counts are averaged instead of summed and long (failed) episodes outweigh short
+    ones. The env/ and credit/ metrics of the step are recomputed here over all its sub-steps.
+    """
+
+    @functools.wraps(original)
+    def step(self: Any, metrics: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        self.__dict__[_SUB_STEP_CALLS] = []
+        result = original(self, metrics, *args, **kwargs)
+        calls = self.__dict__.pop(_SUB_STEP_CALLS, [])
+        if len(calls) > 1:
+            columns = {name: np.concatenate([call[0][name] for call in calls]) for name in calls[0][0]}
+            metrics.update(episode_metrics(columns))
+            if any(call[1] for call in calls):
+                rows = [len(call[0]["traj_uid"]) for call in calls]
+                metrics.update(combine_credit_diagnostics([call[1] for call in calls], rows))
+        return result
+
+    step.__verl_agent_ext_patch__ = True
+    return step
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -262,6 +314,11 @@ def _patch_v1_trainer(module: ModuleType) -> None:
         hook_status[module.__name__] = f"{module.__name__} lacks tq or PPOTrainer: verl's internals changed"
         return
     _patch(module, trainer, "_compute_advantage", lambda original: compute_advantage_with_step_metadata(original, tq))
+    if hook_status[module.__name__] == "installed":
+        _patch(module, trainer, "step", step_with_whole_step_metrics)
+    # verl builds the trainer in its TaskRunner Ray actor, not in the process that validated the config: check
+    # there too, or a plugin or patch that failed there would show only at the first advantage computation
+    check_config_before_init(trainer, check_config)
 
 
 def _patch_validate_config(module: ModuleType) -> None:
@@ -271,12 +328,72 @@ def _patch_validate_config(module: ModuleType) -> None:
 
     @functools.wraps(original)
     def validate_config(config: Any, *args: Any, **kwargs: Any) -> Any:
-        result = original(config, *args, **kwargs)
+        with mini_batch_counted_in_step_rows(config):
+            result = original(config, *args, **kwargs)
         check_config(config)
+        import_plugin_in_ray_processes(config)
         return result
 
     validate_config.__verl_agent_ext_patch__ = True
     module.validate_config = validate_config
+
+
+@contextlib.contextmanager
+def mini_batch_counted_in_step_rows(config: Any) -> Iterator[None]:
+    """During verl's checks, hide an env-loop run's `actor.ppo_mini_batch_size` above `data.train_batch_size`.
+
+    verl's `ActorConfig.validate` requires ppo_mini_batch_size <= train_batch_size (both in prompts), which
+    holds when each session is one row. The V1 trainer cuts mini-batches of ppo_mini_batch_size x rollout.n rows
+    (`PPOTrainer._update_actor`) whatever the number of prompts, and the env agent loop gives one row per step,
+    so the published schedule (256 x 8 = 2,048 step rows per optimizer step with 16 tasks per iteration) needs
+    a larger value: the check is run with the value capped at train_batch_size, then the value is restored.
+    """
+    actor = (config.get("actor_rollout_ref") or {}).get("actor")
+    train_batch_size = (config.get("data") or {}).get("train_batch_size")
+    value = None if actor is None else actor.get("ppo_mini_batch_size")
+    relax = (
+        uses_env_agent_loop(config)
+        and not actor.get("use_dynamic_bsz", False)
+        and isinstance(value, int)
+        and isinstance(train_batch_size, int)
+        and value > train_batch_size
+    )
+    if relax:
+        actor.ppo_mini_batch_size = train_batch_size
+    try:
+        yield
+    finally:
+        if relax:
+            actor.ppo_mini_batch_size = value
+
+
+PLUGIN_MODULE = "verl_agent_ext.verl_plugin"
+EXTERNAL_MODULES_ENV = "VERL_USE_EXTERNAL_MODULES"
+
+
+def import_plugin_in_ray_processes(config: Any) -> None:
+    """Make every Ray process of an env-loop run import the plugin, failing loudly if it cannot.
+
+    verl loads `verl.plugins` entry points at `import verl` and logs a failure at DEBUG level only, so a node
+    with a broken install would train without the hook or fail its agent-loop sessions one by one. Modules named
+    in verl's `VERL_USE_EXTERNAL_MODULES` are imported without that guard: the plugin is added there, in the
+    Ray runtime environment of the run (`ray_kwargs.ray_init.runtime_env.env_vars`), so the TaskRunner and
+    every worker actor stop at creation with the import error.
+    """
+    from omegaconf import open_dict
+
+    runtime_env = ((config.get("ray_kwargs") or {}).get("ray_init") or {}).get("runtime_env")
+    name = ((config.get("algorithm") or {}).get("adv_estimator")) or "gae"
+    if runtime_env is None or not (uses_env_agent_loop(config) or estimator_taking_metadata(name) is not None):
+        return
+    with open_dict(runtime_env):
+        if runtime_env.get("env_vars") is None:
+            runtime_env.env_vars = {}
+        # the runtime env's value replaces the launching shell's in the Ray processes: keep the modules of both
+        named = f"{runtime_env.env_vars.get(EXTERNAL_MODULES_ENV) or ''},{os.environ.get(EXTERNAL_MODULES_ENV, '')}"
+        modules = list(dict.fromkeys(name.strip() for name in named.split(",") if name.strip()))
+        if PLUGIN_MODULE not in modules:
+            runtime_env.env_vars[EXTERNAL_MODULES_ENV] = ",".join([*modules, PLUGIN_MODULE])
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -298,14 +415,20 @@ def check_config(config: Any) -> None:
     rollout = config.get("actor_rollout_ref", {}).get("rollout", {})
     default_loop = (rollout.get("agent") or {}).get("default_agent_loop")
     step_estimator = estimator_taking_metadata(name) is not None
-    env_loop = config.get("env") is not None or default_loop == AGENT_LOOP_NAME
-    if not (step_estimator or env_loop):
+    if not (step_estimator or uses_env_agent_loop(config)):
         return
     if not (config.get("trainer") or {}).get("use_v1", True):
         raise ValueError(
             f"the {AGENT_LOOP_NAME} agent loop (algorithm.adv_estimator={name}) returns one training row per "
             "environment step, which verl's legacy trainer (trainer.use_v1=False) does not support: its agent-loop "
             "worker keeps one output per session. Use the V1 trainer (trainer.use_v1=True, verl's default)."
+        )
+    if ((config.get("reward") or {}).get("reward_model") or {}).get("enable", False):
+        raise ValueError(
+            f"reward.reward_model.enable=True cannot be used with the {AGENT_LOOP_NAME} agent loop: each step row's "
+            "reward is its episode's environment return; verl's colocated reward model would overwrite it with a "
+            "score of that one step's text, and a reward model on its own resource pool is skipped for rows that "
+            "already carry a score. Set reward.reward_model.enable=False: the environment gives the reward."
         )
     from verl_agent_ext.agent.config import EnvLoopConfig
 

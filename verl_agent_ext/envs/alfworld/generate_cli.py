@@ -36,18 +36,17 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from verl_agent_ext.envs.alfworld.generator import TASK_TYPES, GeneratorConfig, iter_generate
+    from verl_agent_ext.errors import UserError, user_input_errors, writable_folder
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     log = logging.getLogger("alfworld-generate")
     task_types = tuple(args.task_types or TASK_TYPES)
     unknown = sorted(set(task_types) - set(TASK_TYPES))
     if unknown:
-        log.error("unknown task types %s; valid names: %s", unknown, list(TASK_TYPES))
-        return 2
+        raise UserError(f"unknown task types {unknown}; valid names: {list(TASK_TYPES)}")
     if args.per_type < 1:
-        log.error("--per-type must be at least 1, got %d", args.per_type)
-        return 2
-    try:
+        raise UserError(f"--per-type must be at least 1, got {args.per_type}")
+    with user_input_errors():
         config = GeneratorConfig(
             max_receptacles=args.max_receptacles,
             distractors=args.distractors,
@@ -55,9 +54,7 @@ def run(args: argparse.Namespace) -> int:
             closed_target_prob=args.closed_target_prob,
             rooms=args.rooms,
         )
-    except ValueError as error:
-        log.error("%s", error)
-        return 2
+    writable_folder(args.out, "--out")
     start = time.perf_counter()
     plan_lengths: Counter[str] = Counter()
     games = iter_generate(args.out, args.per_type, args.seed, config, task_types)

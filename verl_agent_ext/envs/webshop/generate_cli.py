@@ -24,12 +24,13 @@ def run(args: argparse.Namespace) -> int:
 
     from verl_agent_ext.envs.webshop.catalog import load_catalog
     from verl_agent_ext.envs.webshop.generate import write_catalog
+    from verl_agent_ext.errors import UserError, writable_folder
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     log = logging.getLogger("webshop-generate")
     if args.products < 1:
-        log.error("--products must be at least 1, got %d", args.products)
-        return 2
+        raise UserError(f"--products must be at least 1, got {args.products}")
+    writable_folder(args.out, "--out")
     start = time.perf_counter()
     log.info("generating %d products (seed %d) into %s", args.products, args.seed, args.out)
     out_dir = write_catalog(args.out, args.products, args.seed)

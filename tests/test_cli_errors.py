@@ -1,0 +1,96 @@
+"""User errors of every `verl-agent-ext` subcommand: one `error:` line on stderr, exit code 2, no traceback;
+`--debug` shows the traceback; third-party noise is filtered unless `-v`."""
+
+import subprocess
+import sys
+import warnings
+
+import pytest
+
+from verl_agent_ext import quiet
+from verl_agent_ext.cli import main
+from verl_agent_ext.errors import UserError
+
+USER_ERRORS = {
+    "play: missing games folder": (["play", "--env", "alfworld", "--games", "/nonexistent"], "--games /nonexistent"),
+    "play: unknown env": (["play", "--env", "nope"], "valid names: ['alfworld', 'webshop']"),
+    "play: bad episodes": (["play", "--env", "webshop", "--episodes", "0"], "--episodes must be at least 1"),
+    "play: unknown split": (["play", "--env", "webshop", "--split", "nosuch"], "unknown WebShop split 'nosuch'"),
+    "play: unknown policy": (["play", "--env", "webshop", "--policy", "bogus"], "unknown policy 'bogus'"),
+    "prepare-data: unwritable out": (["prepare-data", "--env", "webshop", "--out", "{ro}/x"], "not a writable folder"),
+    "prepare-data: unknown split": (
+        ["prepare-data", "--env", "alfworld", "--val-split", "foo", "--out", "{tmp}/pd"],
+        "--val-split 'foo' is not an ALFWorld split",
+    ),
+    "alfworld-generate: bad count": (["alfworld-generate", "--out", "{tmp}/g", "--per-type", "0"], "--per-type"),
+    "alfworld-generate: unknown rooms": (["alfworld-generate", "--out", "{tmp}/g", "--rooms", "mars"], "room set"),
+    "alfworld-generate: unwritable out": (["alfworld-generate", "--out", "{ro}/g"], "not a writable folder"),
+    "webshop-generate: bad count": (["webshop-generate", "--out", "{tmp}/w", "--products", "0"], "--products"),
+    "webshop-generate: unwritable out": (["webshop-generate", "--out", "{ro}/w"], "not a writable folder"),
+    "train-local: unknown estimator": (["train-local", "--estimator", "foo", "--out", "{tmp}/t"], "registered: ["),
+    "train-local: bad value": (["train-local", "--iterations", "0", "--out", "{tmp}/t"], "iterations must be >= 1"),
+    "train-local: missing model folder": (
+        ["train-local", "--model", "/nonexistent/model", "--out", "{tmp}/t"],
+        "model folder /nonexistent/model does not exist",
+    ),
+    "train-local: unwritable out": (["train-local", "--out", "{ro}/t"], "--out-dir"),
+}
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A path no one can create a folder under (a regular file stands in its way; root-proof, unlike chmod)."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    return blocker
+
+
+@pytest.mark.parametrize("case", sorted(USER_ERRORS))
+def test_user_error_is_one_line_with_exit_code_2(case, tmp_path, read_only, capsys, monkeypatch):
+    monkeypatch.delenv("VERL_AGENT_EXT_DEBUG", raising=False)
+    argv, expected = USER_ERRORS[case]
+    argv = [part.format(tmp=tmp_path, ro=read_only) for part in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("error: ") and expected in err[-1], err
+    assert not any("Traceback" in line for line in err)
+
+
+def test_debug_flag_and_environment_variable_show_the_traceback(monkeypatch):
+    with pytest.raises(UserError, match="unknown environment"):
+        main(["--debug", "play", "--env", "nope"])
+    with pytest.raises(UserError, match="unknown environment"):
+        main(["play", "--env", "nope", "--debug"])
+    monkeypatch.setenv("VERL_AGENT_EXT_DEBUG", "1")
+    with pytest.raises(UserError):
+        main(["play", "--env", "nope"])
+
+
+def test_unexpected_failures_keep_their_traceback():
+    # A bug (here: a TypeError from a wrong call) is not a user error.
+    code = (
+        "import sys; from verl_agent_ext import cli; import verl_agent_ext.envs.play_cli as p; "
+        "p.SETUPS['webshop'] = lambda args: 1 / 0; sys.exit(cli.main(['play', '--env', 'webshop']))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 1 and "Traceback" in result.stderr and "ZeroDivisionError" in result.stderr
+
+
+def test_verls_engine_probe_warnings_are_filtered_unless_verbose():
+    code = (
+        "import sys; from verl_agent_ext import quiet; quiet.configure(verbose=sys.argv[1] == 'v'); "
+        "import verl.workers.engine"
+    )
+    quiet_run = subprocess.run([sys.executable, "-W", "default", "-c", code, "q"], capture_output=True, text=True)
+    verbose_run = subprocess.run([sys.executable, "-W", "default", "-c", code, "v"], capture_output=True, text=True)
+    assert quiet_run.returncode == 0 and verbose_run.returncode == 0, quiet_run.stderr
+    assert "engine is not available" in verbose_run.stderr  # the warning exists: the filter is not vacuous
+    assert "engine is not available" not in quiet_run.stderr
+
+
+def test_filters_are_narrow():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        quiet.configure(verbose=False)
+        warnings.warn("some other engine problem", UserWarning, stacklevel=1)
+    assert [str(w.message) for w in caught] == ["some other engine problem"]
