@@ -42,6 +42,8 @@ if (( cpu )); then
   export VERL_PLATFORM=cpu
   # Ray starts its workers at niceness 15; on a laptop they are the job, not background work.
   export RAY_worker_niceness="${RAY_worker_niceness:-0}"
+  # Ray's memory monitor kills workers when the whole machine is 95% full, whoever uses the memory.
+  export RAY_memory_monitor_refresh_ms="${RAY_memory_monitor_refresh_ms:-0}"
 fi
 
 # The script's own overrides, then the CPU profile, then the user's (the last value of a key wins).
