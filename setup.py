@@ -6,6 +6,8 @@ from setuptools import find_packages, setup
 
 ALFWORLD = ["alfworld==0.4.2"]
 LOCAL = ["peft>=0.13", "gguf>=0.10", "matplotlib>=3.8"]
+# SCPO's encoder on ONNX Runtime (`algorithm.scpo.backend=onnx|onnx_int8`), exported locally from the shipped MiniLM.
+ONNX = ["onnxruntime>=1.17", "onnx>=1.15"]
 TEST = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "ruff>=0.6"]
 
 setup(
@@ -38,8 +40,9 @@ setup(
     extras_require={
         "alfworld": ALFWORLD,
         "local": LOCAL,
-        "test": TEST + ALFWORLD + LOCAL,
-        "all": ALFWORLD + LOCAL,
+        "onnx": ONNX,
+        "test": TEST + ALFWORLD + LOCAL + ONNX,
+        "all": ALFWORLD + LOCAL + ONNX,
     },
     entry_points={
         "verl.plugins": ["verl_agent_ext = verl_agent_ext.verl_plugin"],

@@ -153,3 +153,38 @@ def test_validation_counts_a_session_that_raised_as_a_failure(
     metrics = trainer._validate()
     # 3 of 6 sessions won; the session that raised counts as lost
     assert metrics["val-core/corridor/walk/acc/mean@2"] == pytest.approx(3 / 6)
+
+
+@pytest.mark.parametrize("estimator", ["gigpo", "scpo"])
+def test_step_estimators_on_real_agent_loop_rows_equal_the_direct_call(
+    estimator, transfer_queue, store_sessions, v1_trainer, tokenizer, loop_config, scripted_server, corridor_pool
+):
+    """The hook fed by the real EnvAgentLoop's outputs (value types and reward_score as the loop makes them): the
+    advantages verl's patched _compute_advantage stores equal the estimator called directly on the same rows."""
+    from verl_agent_ext.agent import STEP_METADATA_KEYS
+    from verl_agent_ext.verl_plugin.estimators import compute_step_advantage
+
+    detour = ["<action>go right</action>", "<action>go left</action>", "nonsense", *WIN]
+    sessions = {
+        ("g", 0): play_session(tokenizer, loop_config, scripted_server, corridor_pool, WIN),
+        ("g", 1): play_session(tokenizer, loop_config, scripted_server, corridor_pool, detour),
+    }
+    keys = store_sessions(sessions)
+    trainer = v1_trainer(estimator)
+    hooked, metrics = compute_advantages(transfer_queue, trainer, keys)
+
+    outputs = [output for session in sessions.values() for output in session]
+    width = max(len(output.response_ids) for output in outputs)
+    rewards, mask = torch.zeros(len(outputs), width), torch.zeros(len(outputs), width)
+    for row, output in enumerate(outputs):
+        mask[row, : len(output.response_ids)] = torch.tensor(output.response_mask, dtype=torch.float32)
+        rewards[row, len(output.response_ids) - 1] = output.reward_score
+    columns = {"uid": np.asarray(["g"] * len(outputs), dtype=object)}
+    for key in STEP_METADATA_KEYS:
+        columns[key] = np.asarray([output.extra_fields[key] for output in outputs], dtype=object)
+    expected, _, _ = compute_step_advantage(estimator, rewards, mask, columns["uid"], trainer.config.algorithm, columns)
+    assert float(expected.abs().sum()) > 0
+    for row, advantage in enumerate(hooked):
+        torch.testing.assert_close(advantage, expected[row, : len(advantage)], rtol=0, atol=1e-6)
+    assert metrics["env/success_rate"] == 1.0 and metrics["env/num_episodes"] == 2
+    transfer_queue.kv_clear(keys=keys, partition_id="train")

@@ -76,7 +76,7 @@ def test_config_from_verl_algorithm_section():
     ("section", "message"),
     [
         ({"mode": "foo"}, r"gigpo.mode='foo' is not a valid option; valid: \['mean_norm', 'mean_std_norm'\]"),
-        ({"similarity": "cosine"}, r"valid: \['exact', 'difflib', 'embedding', 'cross_encoder'\]"),
+        ({"similarity": "cosine"}, r"valid: \['exact', 'difflib', 'static', 'embedding', 'cross_encoder'\]"),
         ({"episode_norm_over": "rows"}, r"valid: \['steps', 'trajectories'\]"),
         ({"omega": 1.0}, r"unknown key\(s\) \['omega'\] in algorithm.gigpo; valid keys"),
     ],

@@ -89,7 +89,7 @@ def test_scpo_keys_override_gigpo_keys_and_bad_values_list_valid_ones():
     assert parsed.gigpo.step_advantage_w == 0.5 and parsed.gigpo.gamma == 0.9
     with pytest.raises(ValueError, match=r"valid: \['longest', 'shortest', 'all'\]"):
         scpo_config_from({"scpo": {"reference": "median"}})
-    with pytest.raises(ValueError, match=r"valid: \['embedding', 'cross_encoder', 'exact', 'difflib'\]"):
+    with pytest.raises(ValueError, match=r"valid: \['embedding', 'static', 'cross_encoder', 'exact', 'difflib'\]"):
         scpo_config_from({"scpo": {"matcher": "bm25"}})
     with pytest.raises(ValueError, match="theta"):
         SCPOConfig(theta=1.0)
@@ -116,6 +116,38 @@ def test_scpo_equals_gigpo_without_successes(batch):
     result = compute_scpo(failed, SCPOConfig(**EXACT))
     assert_same_advantages(result, compute_gigpo(failed))
     assert not result.credit.any() and result.diagnostics["scpo/matched_pairs"] == 0
+
+
+@settings(max_examples=100, deadline=None)
+@given(step_batches())
+def test_groups_without_a_success_equal_gigpo_in_mixed_batches(batch):
+    """Rows of a group with no success are GiGPO's exactly, whatever the other groups of the batch contain."""
+    result, gigpo = compute_scpo(batch, SCPOConfig(**EXACT)), compute_gigpo(batch)
+    groups_with_success = set(batch.uid[batch.episode_success].tolist())
+    no_success = np.asarray([uid not in groups_with_success for uid in batch.uid.tolist()])
+    np.testing.assert_allclose(result.advantage[no_success], gigpo.advantage[no_success], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(result.step_advantage[no_success], gigpo.step_advantage[no_success], atol=1e-9)
+    assert not result.credit[no_success].any()
+
+
+@settings(max_examples=100, deadline=None)
+@given(step_batches())
+def test_successful_rows_keep_returns_and_episode_advantage(batch):
+    result, gigpo = compute_scpo(batch, SCPOConfig(**EXACT)), compute_gigpo(batch)
+    success = batch.episode_success
+    np.testing.assert_allclose(result.step_return[success], gigpo.step_return[success], rtol=0, atol=0)
+    np.testing.assert_allclose(result.episode_advantage[success], gigpo.episode_advantage[success], rtol=0, atol=0)
+
+
+def test_shaping_can_move_a_successful_steps_advantage():
+    """The successful step s0 shares anchor group (g, o0) with the credited failed step f0: f0's shaped return
+    (0 + 2 * 1) raises the group mean from 5 to 6, so s0's step advantage drops from 5 to 4 (mean_norm)."""
+    matcher = TableMatcher({("X", "B"): 0.75, ("X", "C"): 0.9})
+    result = compute_scpo(hand_batch(), config(), matcher)
+    gigpo = compute_gigpo(hand_batch(), GiGPOConfig(gamma=1.0))
+    assert result.step_return[0] == gigpo.step_return[0] == 10.0
+    assert gigpo.step_advantage[0] == pytest.approx(5.0)
+    assert result.step_advantage[0] == pytest.approx(4.0)
 
 
 @settings(max_examples=50, deadline=None)

@@ -26,8 +26,9 @@ def rows_of_two_episodes() -> StepRows:
             "uid": column("g", "g", "g", "g"),
             "traj_uid": column("a", "a", "b", "b"),
             "step_index": column(0, 1, 0, 1),
-            "anchor_obs": column("room", "at fridge", "room", "at sink"),
-            "action_text": column("go to fridge 1", "open fridge 1", "go to sink 1", "look"),
+            # the failed episode's second step repeats the winner's (same state, same action): SCPO credits it
+            "anchor_obs": column("room", "at fridge", "room", "at fridge"),
+            "action_text": column("go to fridge 1", "open fridge 1", "go to sink 1", "open fridge 1"),
             "step_reward": column(0.0, 10.0, 0.0, 0.0),
             "is_action_valid": column(True, True, True, True),
             "episode_success": column(True, True, False, False),
@@ -48,6 +49,16 @@ def test_winning_episode_gets_positive_advantage(name):
     assert metrics["credit/nonzero_share"] > 0
     if name != "grpo":
         assert "credit/gigpo/step_group_size_mean" in metrics
+
+
+def test_scpo_credits_the_failed_step_that_repeats_the_winners():
+    algorithm = OmegaConf.create({"gamma": 0.95, "norm_adv_by_std_in_grpo": True, "scpo": {"matcher": "exact"}})
+    rows = rows_of_two_episodes()
+    scpo, metrics = compute_advantages("scpo", rows, algorithm)
+    gigpo, _ = compute_advantages("gigpo", rows, algorithm)
+    assert scpo[3, 0] > gigpo[3, 0]  # the matched failed step gains
+    assert scpo[2, 0] == gigpo[2, 0]  # the unmatched one does not
+    assert metrics["credit/scpo/matched_pairs"] >= 1
 
 
 def test_unknown_estimator_lists_the_registered_ones():

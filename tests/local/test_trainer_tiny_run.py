@@ -27,9 +27,10 @@ def tiny_config(out_dir, **overrides) -> LocalTrainConfig:
         games_per_type=1,
         resume=False,
         num_threads=2,
-        # The untrained 135M model answers mostly without a valid <action> tag, so every step advantage can be 0.
-        # A small entropy bonus (verl's entropy_coeff) keeps a non-zero gradient in every run.
-        entropy_coeff=1e-3,
+        # No entropy bonus: every gradient comes from the advantages, so a run whose credit never reaches the update
+        # leaves the weights unchanged. The default '<action>' prefill gives a mix of valid and invalid steps, hence
+        # non-zero step advantages (invalid-action penalty) in each iteration.
+        entropy_coeff=0.0,
     )
     values.update(overrides)
     return LocalTrainConfig(**values)
@@ -40,9 +41,53 @@ def tiny_run(tmp_path_factory):
     out_dir = tmp_path_factory.mktemp("tiny_run")
     trainer = LocalTrainer(tiny_config(out_dir), log=lambda line: None)
     before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+    trainer.updates = []  # per update inside train_iteration: (advantages, log-probs before, log-probs after)
+    update = trainer.update
+
+    def recording_update(rows, advantages):
+        indices = list(range(len(rows)))
+        log_probs_before = trainer._log_probs(rows, indices).detach()
+        metrics = update(rows, advantages)
+        trainer.updates.append((advantages.detach().clone(), log_probs_before, trainer._log_probs(rows, indices)))
+        return metrics
+
+    trainer.update = recording_update
     records = trainer.train()
+    trainer.update = update
     yield trainer, before, records, out_dir
     trainer.close()
+
+
+def test_credit_reaches_the_update_inside_the_training_loop(tiny_run):
+    """The advantages train_iteration computes are the ones the update follows: rows are trained and the
+    advantage-weighted change of the response log-probs is positive (first-order effect of a policy-gradient step)."""
+    trainer, _, records, _ = tiny_run
+    assert len(trainer.updates) == len(records) == 2
+    assert all(record["actor/trained_rows"] > 0 for record in records)
+    for advantages, log_probs_before, log_probs_after in trainer.updates:
+        assert advantages.abs().sum() > 0
+        weighted_change = (advantages * (log_probs_after - log_probs_before)).sum()
+        assert weighted_change > 0, weighted_change
+
+
+def test_resume_restores_the_state_the_run_saved(tiny_run):
+    """A new trainer on the same folder with resume on continues from the saved weights and optimizer state."""
+    trainer, before, _, out_dir = tiny_run
+    resumed = LocalTrainer(tiny_config(out_dir, resume=True), log=lambda line: None)
+    try:
+        assert resumed.iteration == 2
+        trained = dict(trainer.model.named_parameters())
+        moved = 0
+        for name, parameter in resumed.model.named_parameters():
+            torch.testing.assert_close(parameter.detach(), trained[name].detach(), rtol=0, atol=0)
+            moved += not torch.equal(parameter.detach(), before[name])
+        assert moved > 0  # the restored weights are the trained ones, not a fresh initialisation
+        saved_state, resumed_state = trainer.optimizer.state_dict()["state"], resumed.optimizer.state_dict()["state"]
+        assert saved_state.keys() == resumed_state.keys() and saved_state
+        for key, state in saved_state.items():
+            torch.testing.assert_close(resumed_state[key]["exp_avg"], state["exp_avg"], rtol=0, atol=0)
+    finally:
+        resumed.close()
 
 
 def test_tiny_run_changes_trainable_parameters_only(tiny_run):

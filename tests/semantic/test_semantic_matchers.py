@@ -101,5 +101,5 @@ def test_cross_encoder_is_real_and_deduplicates_pairs():
 
 
 def test_unknown_matcher_lists_valid_ones():
-    with pytest.raises(ValueError, match=r"valid: \['cross_encoder', 'difflib', 'embedding', 'exact'\]"):
+    with pytest.raises(ValueError, match=r"valid: \['cross_encoder', 'difflib', 'embedding', 'exact', 'static'\]"):
         make_matcher("bm25")

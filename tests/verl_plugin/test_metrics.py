@@ -63,3 +63,11 @@ def test_credit_diagnostics_of_several_estimator_calls_combine_exactly():
     assert combine_credit_diagnostics([{"credit/x/other": 1.0}, {"credit/x/other": 4.0}], rows=[1, 3]) == {
         "credit/x/other": pytest.approx(3.25)  # unknown keys: verl's rule, weighted by rows
     }
+
+
+def test_scpo_matcher_cost_of_several_calls_adds_up():
+    first = {"credit/scpo/encode_seconds": 1.5, "credit/scpo/distinct_texts": 100.0, "credit/scpo/cache_hit_rate": 0.2}
+    second = {"credit/scpo/encode_seconds": 0.5, "credit/scpo/distinct_texts": 300.0, "credit/scpo/cache_hit_rate": 0.6}
+    combined = combine_credit_diagnostics([first, second], rows=[10, 10])
+    assert combined["credit/scpo/encode_seconds"] == 2.0 and combined["credit/scpo/distinct_texts"] == 400
+    assert combined["credit/scpo/cache_hit_rate"] == pytest.approx((20 + 180) / 400)

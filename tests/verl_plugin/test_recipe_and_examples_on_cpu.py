@@ -8,6 +8,7 @@ import importlib.util
 import os
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -34,7 +35,7 @@ def recipe_main():
 
 def script_overrides(script: str, *extra: str) -> list[str]:
     """The hydra overrides the script passes to main_scpo.py (printed by the launcher, not run)."""
-    env = {**os.environ, "VAE_PRINT_ONLY": "1"}
+    env = {**os.environ, "VAE_PRINT_ONLY": "1", "PYTHON": sys.executable}
     result = subprocess.run(
         ["bash", str(ROOT / "examples" / script), *extra], capture_output=True, text=True, env=env, check=True
     )
@@ -99,6 +100,7 @@ def test_dry_run_of_the_scpo_script():
         capture_output=True,
         text=True,
         timeout=240,
+        env={**os.environ, "PYTHON": sys.executable},  # this interpreter, not whatever `python` PATH finds
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("command:")

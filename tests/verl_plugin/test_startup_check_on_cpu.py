@@ -80,14 +80,15 @@ def test_runs_without_the_env_agent_loop_are_not_checked(ppo_config):
 
 
 def test_verl_validate_config_runs_the_check(ppo_config):
-    """verl's main_ppo imports validate_config after plugins load, so it gets the checking wrapper."""
-    from verl.utils import config as verl_config
+    """The function main_ppo calls (imported there after the plugins load) refuses a bad combination by itself:
+    it raises our message before any of verl's own checks (which would need GPUs to pass)."""
+    from verl.trainer import main_ppo
 
-    assert verl_config.validate_config.__verl_agent_ext_patch__
+    assert main_ppo.validate_config.__verl_agent_ext_patch__
     config = ppo_config.copy()
     config.trainer.use_v1 = False
-    with pytest.raises(ValueError, match="legacy"):
-        step_metadata.check_config(config)
+    with pytest.raises(ValueError, match="trainer.use_v1=True"):
+        main_ppo.validate_config(config=config, use_reference_policy=False, use_critic=False)
 
 
 def test_estimator_signature_detection():
@@ -95,3 +96,17 @@ def test_estimator_signature_detection():
     assert step_metadata.estimator_taking_metadata("scpo") is not None
     assert step_metadata.estimator_taking_metadata("grpo") is None
     assert step_metadata.estimator_taking_metadata("gdpo") is None  # verl passes it itself
+
+
+def test_unsupported_verl_version_leaves_verl_alone_and_is_reported(monkeypatch):
+    """The version guard of `_patch` itself (not a hand-set status): nothing is patched, the status says why."""
+    import types
+
+    monkeypatch.setattr(step_metadata, "verl_version_supported", lambda: (False, "0.11.0"))
+    module = types.ModuleType("verl_future.trainer")
+    original = object()
+    owner = types.SimpleNamespace(method=original)
+    monkeypatch.setitem(step_metadata.hook_status, module.__name__, "not imported")
+    step_metadata._patch(module, owner, "method", lambda wrapped: "patched")
+    assert owner.method is original
+    assert "verl 0.11.0 is not supported" in step_metadata.hook_status[module.__name__]

@@ -166,6 +166,19 @@ def test_grpo_is_untouched_but_gets_episode_metrics(transfer_queue, store_sessio
     # verl's multi-trajectory GRPO: each session's final reward, normalised within the uid, on all its steps
     g0 = [row for row, key in enumerate(keys) if key.startswith("g0_0_")]
     assert all(float(hooked[row][0]) > 0 for row in g0)
+
+    # The same rows through verl's own, unwrapped _compute_advantage give exactly the same advantages.
+    from transfer_queue import KVBatchMeta
+    from verl.trainer.ppo.v1 import PPOTrainerSync
+
+    unwrapped = PPOTrainerSync._compute_advantage.__wrapped__
+    assert unwrapped is not PPOTrainerSync._compute_advantage
+    trainer = object.__new__(PPOTrainerSync)
+    trainer.config = algorithm_config("grpo")
+    unwrapped(trainer, KVBatchMeta(keys=keys, tags=[{} for _ in keys], partition_id="train"), {})
+    stored = transfer_queue.kv_batch_get(keys=keys, partition_id="train", select_fields=["advantages"])
+    for hooked_row, verl_row in zip(hooked, stored["advantages"].unbind(), strict=True):
+        torch.testing.assert_close(hooked_row, verl_row, rtol=0, atol=0)
     transfer_queue.kv_clear(keys=keys, partition_id="train")
 
 

@@ -1,10 +1,11 @@
-"""upstream/: the verl patch still applies to the installed verl (its own CPU test is part of the patch; see
-upstream/README.md for running it on a patched checkout)."""
+"""upstream/: the verl patch applies to the installed verl, and its own CPU test passes on the patched copy."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -23,6 +24,29 @@ def test_patch_applies_to_the_installed_verl(tmp_path):
     patched = (tmp_path / "verl" / "trainer" / "ppo" / "ray_trainer.py").read_text()
     assert '"non_tensor_batch" in estimator_params' in patched
     assert (tmp_path / "tests" / "trainer" / "ppo" / "test_adv_estimator_non_tensor_batch_on_cpu.py").is_file()
+
+
+def test_patch_own_test_passes_on_a_patched_copy_of_verl(tmp_path):
+    """Copy the installed verl, apply the patch, run the test the patch adds against that copy (our plugin off, so
+    nothing but the patch feeds non_tensor_batch to the estimators)."""
+    import verl
+
+    shutil.copytree(Path(verl.__file__).parent, tmp_path / "verl", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run(["git", "apply", str(PATCH)], cwd=tmp_path, check=True, capture_output=True)
+    test = tmp_path / "tests" / "trainer" / "ppo" / "test_adv_estimator_non_tensor_batch_on_cpu.py"
+    code = "import verl, sys; sys.exit(0 if verl.__file__.startswith(sys.argv[1]) else 3)"
+    env = {**os.environ, "VERL_USE_EXTERNAL_PLUGINS": "none"}
+    # cwd = the copy: `python -m`/`-c` put it first on sys.path, so the patched verl is the one imported
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], cwd=tmp_path, env=env, check=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir", str(tmp_path), str(test)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout and "failed" not in result.stdout
 
 
 def test_cpu_backend_patch_applies_to_the_installed_verl(tmp_path):

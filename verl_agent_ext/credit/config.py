@@ -9,14 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from verl_agent_ext.semantic.encoder import SEGMENTS
+from verl_agent_ext.semantic.models import resolve_device
+from verl_agent_ext.semantic.onnx_runtime import BACKENDS
+
 EPISODE_NORM_OVER = ("steps", "trajectories")
 GIGPO_MODES = ("mean_norm", "mean_std_norm")
-SIMILARITIES = ("exact", "difflib", "embedding", "cross_encoder")
+SIMILARITIES = ("exact", "difflib", "static", "embedding", "cross_encoder")
 SCPO_REFERENCES = ("longest", "shortest", "all")
 SCPO_STEP_TEXTS = ("obs_action", "action", "obs")
-SCPO_MATCHERS = ("embedding", "cross_encoder", "exact", "difflib")
+SCPO_MATCHERS = ("embedding", "static", "cross_encoder", "exact", "difflib")
+SCPO_SEGMENTS = SEGMENTS
+SCPO_BACKENDS = BACKENDS
 # Default SCPO threshold per matcher (docs/credit.md: measured score distributions for the embedding default).
-DEFAULT_THETA = {"embedding": 0.85, "cross_encoder": 0.6, "exact": 0.5, "difflib": 0.8}
+DEFAULT_THETA = {"embedding": 0.85, "static": 0.98, "cross_encoder": 0.6, "exact": 0.5, "difflib": 0.8}
 
 
 @dataclass(frozen=True)
@@ -32,6 +38,9 @@ class GiGPOConfig:
         cross_encoder) at similarity_thresh against each cluster's first member.
     invalid_action_penalty: subtracted from the episode score and the step return of invalid steps.
     model: encoder for similarity=embedding/cross_encoder (None: all-MiniLM-L6-v2 shipped offline).
+    device: where learned matchers run (gigpo's and scpo's): "cpu" (default), "cuda", "cuda:<i>", or "auto".
+        verl runs the estimator in its driver actor (TaskRunner), which Ray gives no GPU; see docs/credit.md.
+    threads: CPU threads of learned matchers (None: the process's torch setting, 1 in verl's driver actor).
     """
 
     gamma: float = 0.95
@@ -43,8 +52,13 @@ class GiGPOConfig:
     invalid_action_penalty: float = 0.1
     epsilon: float = 1e-6
     model: str | None = None
+    device: str = "cpu"
+    threads: int | None = None
 
     def __post_init__(self) -> None:
+        resolve_device(self.device)  # raises on an unknown device, listing the valid ones
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise ValueError(f"gigpo.threads={self.threads!r} must be a positive integer or None")
         _check_choice("gigpo.mode", self.mode, GIGPO_MODES)
         _check_choice("gigpo.episode_norm_over", self.episode_norm_over, EPISODE_NORM_OVER)
         _check_choice("gigpo.similarity", self.similarity, SIMILARITIES)
@@ -69,6 +83,9 @@ class SCPOConfig:
     step_text: text compared per step: observation + action, action only, or observation only.
     matcher: embedding (bi-encoder cosine), cross_encoder, exact, or difflib.
     model: matcher model name or path (None: all-MiniLM-L6-v2 shipped offline).
+    segments: embedding matcher only: "joint" embeds the joined observation + action text, "separate" embeds
+        observations and actions once each and combines them (semantic/encoder.py `combine_segments`).
+    backend: embedding matcher only: "torch", or the same model on ONNX Runtime, "onnx" / "onnx_int8".
     gigpo: the GiGPO settings underneath (keys of `algorithm.gigpo`, overridable inside `algorithm.scpo`).
     Defaults are justified in docs/credit.md.
     """
@@ -79,12 +96,16 @@ class SCPOConfig:
     step_text: str = "obs_action"
     matcher: str = "embedding"
     model: str | None = None
+    segments: str = "joint"
+    backend: str = "torch"
     gigpo: GiGPOConfig = field(default_factory=GiGPOConfig)
 
     def __post_init__(self) -> None:
         _check_choice("scpo.reference", self.reference, SCPO_REFERENCES)
         _check_choice("scpo.step_text", self.step_text, SCPO_STEP_TEXTS)
         _check_choice("scpo.matcher", self.matcher, SCPO_MATCHERS)
+        _check_choice("scpo.segments", self.segments, SCPO_SEGMENTS)
+        _check_choice("scpo.backend", self.backend, SCPO_BACKENDS)
         if self.theta is None:
             object.__setattr__(self, "theta", DEFAULT_THETA[self.matcher])
         _check_range("scpo.theta", self.theta, -1.0, 1.0, include_high=False)

@@ -45,7 +45,7 @@ def step_layout(batch: StepBatch, config: GiGPOConfig, matcher: Matcher | None =
     traj = contiguous_ids(batch.traj_uid)
     position, traj_length = trajectory_layout(traj, batch.step_index)
     if matcher is None and config.similarity != "exact":
-        matcher = shared_matcher(config.similarity, config.model)
+        matcher = shared_matcher(config.similarity, config.model, device=config.device, threads=config.threads)
     step_group = anchor_step_groups(group, batch.anchor_obs, matcher, config.similarity_thresh)
     return StepLayout(group, traj, position, traj_length, step_group)
 

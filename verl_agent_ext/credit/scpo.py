@@ -13,6 +13,8 @@ Groups without a success are untouched, so there SCPO equals GiGPO exactly.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from verl_agent_ext.credit.alignment import align_batch
@@ -31,6 +33,18 @@ def step_texts(batch: StepBatch, step_text: str) -> np.ndarray:
     if step_text == "obs":
         return batch.anchor_obs
     return batch.anchor_obs + "\n" + batch.action_text
+
+
+def step_parts(batch: StepBatch, step_text: str) -> list[tuple[str, ...]]:
+    """The compared step as its parts: (observation, action), (action,) or (observation,). (n,) tuples.
+
+    Joined with a newline they are `step_texts`; an encoder may instead embed each part once (matcher option).
+    """
+    if step_text == "action":
+        return [(action,) for action in batch.action_text]
+    if step_text == "obs":
+        return [(obs,) for obs in batch.anchor_obs]
+    return list(zip(batch.anchor_obs, batch.action_text, strict=True))
 
 
 def reference_pairs(batch: StepBatch, layout: StepLayout, reference: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -72,19 +86,27 @@ def semantic_credit(
 ) -> tuple[np.ndarray, dict[str, float]]:
     """Soft credit c (n,) of failed steps matched to their reference, and SCPO diagnostics."""
     failed, refs, success = reference_pairs(batch, layout, config.reference)
-    texts = step_texts(batch, config.step_text)
+    parts = step_parts(batch, config.step_text)
     time_order = np.lexsort((layout.position, layout.traj))  # rows by (trajectory, time)
     starts = np.concatenate(([0], np.cumsum(layout.traj_length)))
 
     def rows_of(traj: int) -> np.ndarray:
         return time_order[starts[traj] : starts[traj + 1]]
 
-    blocks = [(list(texts[rows_of(f)]), list(texts[rows_of(r)])) for f, r in zip(failed, refs, strict=True)]
-    similarities = matcher.similarity_blocks(blocks) if blocks else []
+    blocks = [
+        ([parts[i] for i in rows_of(f)], [parts[i] for i in rows_of(r)]) for f, r in zip(failed, refs, strict=True)
+    ]
+    start = time.perf_counter()
+    similarities = matcher.step_similarity_blocks(blocks) if blocks else []
+    encode_seconds = time.perf_counter() - start
+    cost = matcher.last_stats if blocks else {}
     weights = [np.where(m > config.theta, (m - config.theta) / (1.0 - config.theta), 0.0) for m in similarities]
     credit = np.zeros(len(batch))
     matched_pairs = 0
-    for f, w, pairs in zip(failed, weights, align_batch(weights), strict=True):
+    start = time.perf_counter()
+    alignments = align_batch(weights)
+    align_seconds = time.perf_counter() - start
+    for f, w, pairs in zip(failed, weights, alignments, strict=True):
         if len(pairs):
             rows = rows_of(f)[pairs[:, 0]]
             credit[rows] = np.maximum(credit[rows], w[pairs[:, 0], pairs[:, 1]])
@@ -100,6 +122,10 @@ def semantic_credit(
         "scpo/credited_share_with_reference": float(credited.sum() / max(has_reference.sum(), 1)),
         "scpo/mean_credit": float(credit[credited].mean()) if credited.any() else 0.0,
         "scpo/matched_pairs": float(matched_pairs),
+        "scpo/encode_seconds": encode_seconds,
+        "scpo/align_seconds": align_seconds,
+        "scpo/distinct_texts": float(len({step for block in blocks for side in block for step in side})),
+        "scpo/cache_hit_rate": float(cost.get("cache_hit_rate", 0.0)),
     }
     return credit, diagnostics
 
@@ -116,7 +142,14 @@ def compute_scpo(batch: StepBatch, config: SCPOConfig | None = None, matcher: Ma
     layout = step_layout(batch, gigpo)
     step_returns = penalised_step_returns(batch, layout, gigpo)
     diagnostics = group_size_stats(layout.step_group, "gigpo")
-    matcher = matcher or shared_matcher(config.matcher, config.model)
+    matcher = matcher or shared_matcher(
+        config.matcher,
+        config.model,
+        device=gigpo.device,
+        threads=gigpo.threads,
+        segments=config.segments,
+        backend=config.backend,
+    )
     credit, scpo_diagnostics = semantic_credit(batch, layout, config, matcher)
     diagnostics.update(scpo_diagnostics)
     shaped = step_returns + config.alpha * credit

@@ -2,7 +2,8 @@
 
 Only trainable parameters are saved (the LoRA adapter, or every weight when training the full model); the frozen
 base comes from the model name in the config. A checkpoint is written to a temporary folder and renamed into
-place, so an interrupt while saving never leaves a half-written checkpoint.
+place, so an interrupt while saving never leaves a half-written checkpoint: until the new folder is in place the
+previous one stays readable (as `<path>.old` for the instant between the two renames; `find_checkpoint` reads it).
 """
 
 from __future__ import annotations
@@ -39,6 +40,16 @@ def save_checkpoint(path: str | Path, model, optimizer, iteration: int, config) 
         path.rename(previous)
     partial.rename(path)
     shutil.rmtree(previous, ignore_errors=True)
+
+
+def find_checkpoint(path: str | Path) -> Path | None:
+    """The complete checkpoint saved at `path`: the folder itself, or the previous one when an interrupt fell
+    between `save_checkpoint`'s two renames; None when there is none."""
+    path = Path(path)
+    for candidate in (path, path.with_name(path.name + ".old")):
+        if (candidate / STATE_FILE).is_file() and (candidate / CONFIG_FILE).is_file():
+            return candidate
+    return None
 
 
 def load_checkpoint(path: str | Path, model, optimizer) -> int:

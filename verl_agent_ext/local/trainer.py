@@ -30,7 +30,7 @@ import torch
 
 from verl_agent_ext.local.advantages import ZERO_ADVANTAGE, compute_advantages, estimator_fn
 from verl_agent_ext.local.batch import StepRows, step_rows
-from verl_agent_ext.local.checkpoint import load_checkpoint, save_checkpoint
+from verl_agent_ext.local.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from verl_agent_ext.local.config import LocalTrainConfig, actor_config, compose_verl_config
 from verl_agent_ext.local.hf_server import HFServerManager
 from verl_agent_ext.local.loss import actor_loss, set_global_batch_info
@@ -89,10 +89,11 @@ class LocalTrainer:
         self.iteration = 0  # completed iterations
         self._protected = False  # True from the optimizer step to the end of the iteration
         self._stop_requested = False
-        if config.resume and (self.out_dir / "checkpoint").is_dir():
-            self.iteration = load_checkpoint(self.out_dir / "checkpoint", self.model, self.optimizer)
+        saved = find_checkpoint(self.out_dir / "checkpoint") if config.resume else None
+        if saved is not None:
+            self.iteration = load_checkpoint(saved, self.model, self.optimizer)
             self.metrics.truncate_after(self.iteration)
-            self.log(f"[train-local] resumed from {self.out_dir / 'checkpoint'} after iteration {self.iteration}")
+            self.log(f"[train-local] resumed from {saved} after iteration {self.iteration}")
         elif not config.resume:
             self.metrics.truncate_after(0)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -9,7 +10,7 @@ import numpy as np
 import torch
 
 from verl_agent_ext.semantic.base import Matcher
-from verl_agent_ext.semantic.models import load_cross_encoder
+from verl_agent_ext.semantic.models import load_cross_encoder, resolve_device, torch_threads
 
 
 class CrossEncoderMatcher(Matcher):
@@ -22,10 +23,17 @@ class CrossEncoderMatcher(Matcher):
     name = "cross_encoder"
 
     def __init__(
-        self, model: str | None = None, *, device: str | None = None, cache_size: int = 200_000, batch_size: int = 64
+        self,
+        model: str | None = None,
+        *,
+        device: str | None = None,
+        threads: int | None = None,
+        cache_size: int = 200_000,
+        batch_size: int = 64,
     ) -> None:
         self.model_name = model
-        self.device = device
+        self.device = resolve_device(device)
+        self.threads = threads
         self.cache_size = cache_size
         self.batch_size = batch_size
         self.scored_pairs = 0
@@ -41,16 +49,23 @@ class CrossEncoderMatcher(Matcher):
         unique = list(dict.fromkeys(pairs))
         found = {pair: self._cache[pair] for pair in unique if pair in self._cache}
         missing = [pair for pair in unique if pair not in found]
+        start = time.perf_counter()
         if missing:
-            scores = self.model.predict(
-                [list(pair) for pair in missing],
-                batch_size=self.batch_size,
-                activation_fn=torch.nn.Sigmoid(),
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            with torch_threads(self.threads):
+                scores = self.model.predict(
+                    [list(pair) for pair in missing],
+                    batch_size=self.batch_size,
+                    activation_fn=torch.nn.Sigmoid(),
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
             self.scored_pairs += len(missing)
             found.update(zip(missing, np.asarray(scores, dtype=np.float64).reshape(-1).tolist(), strict=True))
+        self.last_stats = {
+            "encode_seconds": time.perf_counter() - start,
+            "distinct_texts": float(len(unique)),  # distinct pairs: what a cross-encoder's cost grows with
+            "cache_hit_rate": (len(unique) - len(missing)) / max(len(unique), 1),
+        }
         self._remember(found, touched=unique)
         return np.asarray([found[pair] for pair in pairs], dtype=np.float64)
 

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+def cache_dir() -> Path:
+    """Where derived model files live (static tables, exported runtimes): $VERL_AGENT_EXT_CACHE or ~/.cache."""
+    if os.environ.get("VERL_AGENT_EXT_CACHE"):
+        return Path(os.environ["VERL_AGENT_EXT_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "verl-agent-ext"
 
 
 def resolve_model(name_or_path: str | None) -> str:
@@ -20,20 +30,36 @@ def resolve_model(name_or_path: str | None) -> str:
     return str(name_or_path)
 
 
-def auto_device() -> str:
-    """cuda when available, else cpu (sentence-transformers' own choice would also try mps)."""
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
+DEVICES = ("cpu", "cuda", "cuda:<index>", "auto")
 
 
-@functools.lru_cache(maxsize=4)
-def load_bi_encoder(name_or_path: str | None = None, device: str | None = None):
-    """A `SentenceTransformer`, loaded once per (model, device) in this process."""
+def resolve_device(device: str | None) -> str:
+    """The torch device for an encoder: None or "cpu" -> "cpu"; "auto" -> "cuda" when visible, else "cpu".
+
+    CPU is the default on purpose: verl runs the advantage step in its driver actor, which Ray gives no GPU, yet
+    may still see the node's GPUs (it would then load the model on cuda:0 beside the rollout and training).
+    """
+    if device is None or device == "cpu":
+        return "cpu"
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit()):
+        return device
+    raise ValueError(f"unknown encoder device {device!r}; valid: {list(DEVICES)}")
+
+
+@functools.lru_cache(maxsize=8)
+def load_bi_encoder(name_or_path: str | None = None, device: str | None = None, max_seq_length: int | None = None):
+    """A `SentenceTransformer`, loaded once per (model, device, max_seq_length) in this process."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(resolve_model(name_or_path), device=device or auto_device())
+    model = SentenceTransformer(resolve_model(name_or_path), device=resolve_device(device))
+    if max_seq_length is not None:
+        model.max_seq_length = max_seq_length
+    return model
 
 
 @functools.lru_cache(maxsize=4)
@@ -46,4 +72,20 @@ def load_cross_encoder(name_or_path: str | None = None, device: str | None = Non
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import CrossEncoder
 
-    return CrossEncoder(resolve_model(name_or_path), num_labels=1, device=device or auto_device())
+    return CrossEncoder(resolve_model(name_or_path), num_labels=1, device=resolve_device(device))
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to `threads` inside the block (None: unchanged), restored after."""
+    if threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -39,6 +39,7 @@ def episode_metrics(columns: Mapping[str, np.ndarray]) -> dict[str, float]:
 
 DIAGNOSTIC_COUNTS = frozenset(
     {"step_groups", "groups_with_reference", "failed_steps", "failed_steps_with_reference", "matched_pairs"}
+    | {"distinct_texts", "encode_seconds", "align_seconds"}  # SCPO's matcher cost: the step pays every call's
 )
 """Credit diagnostics (last key component) that count things: summed over the estimator calls of a step."""
 
@@ -49,6 +50,7 @@ DIAGNOSTIC_WEIGHTS: dict[str, tuple[str, ...]] = {
     "credited_failed_step_share": ("failed_steps",),
     "credited_share_with_reference": ("failed_steps_with_reference",),
     "mean_credit": ("credited_failed_step_share", "failed_steps"),  # weight: the number of credited steps
+    "cache_hit_rate": ("distinct_texts",),
 }
 """Credit diagnostics that are ratios: averaged weighted by the product of these diagnostics (same prefix)."""
 

@@ -328,9 +328,9 @@ def _patch_validate_config(module: ModuleType) -> None:
 
     @functools.wraps(original)
     def validate_config(config: Any, *args: Any, **kwargs: Any) -> Any:
+        check_config(config)  # first: our reason is the precise one when the run cannot work
         with mini_batch_counted_in_step_rows(config):
             result = original(config, *args, **kwargs)
-        check_config(config)
         import_plugin_in_ray_processes(config)
         return result
 

@@ -218,14 +218,22 @@ def test_bad_constructor_arguments_fail_early_with_the_valid_names(tmp_path):
         make_env("webshop", data_dir=tmp_path)
 
 
-def test_spacy_tagger_loads_at_construction_or_says_what_is_missing():
-    try:
-        env = make_env("webshop", noun_tagger="spacy")
-    except RuntimeError as error:  # spaCy or en_core_web_sm not installed: the message names the fix
-        assert "en_core_web_sm" in str(error)
-        return
-    env.reset(_task(3))
-    _to_target_item(env)
-    for value in env.session.goal.option_values:
-        env.step(f"click[{value}]")
-    assert env.step("click[buy now]").info["score"] == 1.0
+def test_spacy_tagger_without_its_model_says_what_is_missing(monkeypatch):
+    """en_core_web_sm is not on PyPI (not installable here or in CI): the spaCy path's only testable part is the
+    construction-time error naming the fix; a missing model must fail at construction, not mid-episode."""
+    import builtins
+
+    from verl_agent_ext.envs.webshop import textmatch
+
+    real_import = builtins.__import__
+
+    def no_spacy(name, *args, **kwargs):
+        if name == "spacy":
+            raise ImportError("No module named 'spacy'")
+        return real_import(name, *args, **kwargs)
+
+    textmatch._spacy_pipeline.cache_clear()
+    monkeypatch.setattr(builtins, "__import__", no_spacy)
+    with pytest.raises(RuntimeError, match="en_core_web_sm"):
+        make_env("webshop", noun_tagger="spacy")
+    textmatch._spacy_pipeline.cache_clear()
