@@ -120,3 +120,29 @@ def test_dry_run_of_the_scpo_script():
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("command:")
     assert "dry run OK" in result.stdout
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_cpu_flag_adds_the_cpu_profile_between_the_script_and_the_user(script, monkeypatch):
+    estimator, env_name = SCRIPTS[script]
+    env = {**os.environ, "VAE_PRINT_ONLY": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        ["bash", str(ROOT / "examples" / script), "--cpu", "trainer.total_training_steps=3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=240,
+    )
+    command = shlex.split(result.stdout.strip().removeprefix("command:"))
+    assert command[0] == "VERL_PLATFORM=cpu" and command[2].endswith("recipe/scpo/main_scpo.py")
+    overrides = command[3:]
+    assert overrides[-1] == "trainer.total_training_steps=3"  # the user's override comes last
+    config = composed(overrides)
+    monkeypatch.setenv("VERL_PLATFORM", "cpu")
+    monkeypatch.setattr("verl.utils.device.get_device_name", lambda: "cpu")
+    notes = recipe_main().check(config)  # includes the cpu platform's start-up check
+    assert notes[0].startswith(f"estimator={estimator} env={env_name} max_steps=5 tasks/iter=2 group=4 iterations=3")
+    assert config.actor_rollout_ref.rollout.name == "transformers" and config.trainer.device == "cpu"
+    assert config.data.train_files.endswith(f"{env_name}_cpu/train.parquet")
+    assert (config.data.max_prompt_length, config.data.max_response_length) == (512, 24)

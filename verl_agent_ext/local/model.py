@@ -72,6 +72,18 @@ def load_policy(name: str = DEFAULT_MODEL, device: str = "cpu"):
     return model.to(device), tokenizer
 
 
+def hf_folder(name: str = DEFAULT_MODEL, convert: bool = True) -> str:
+    """A `from_pretrained` folder or hub name for `name`; a shipped GGUF model is converted once (see above)
+    unless `convert` is False (then the folder may not exist yet)."""
+    path, gguf_file = resolve_model(name)
+    if not gguf_file:
+        return path
+    cached = cache_dir() / Path(gguf_file).stem
+    if convert and not (cached / "config.json").is_file():
+        load_policy(name)
+    return str(cached)
+
+
 def _load(model_class, tokenizer_class, path: str, **extra):
     import torch  # here, not at module level: `verl-agent-ext --help` must not import torch
 
