@@ -17,4 +17,4 @@ exec bash "$(dirname "${BASH_SOURCE[0]}")/../recipe/scpo/launch.sh" \
   actor_rollout_ref.rollout.n=8 \
   trainer.checkpoint_callback_class=verl_agent_ext.verl_plugin.sspo.SSPOCheckpointCallback \
   trainer.experiment_name=3spo_alfworld_qwen2.5_1.5b \
-  "$@"
+  -- "$@"

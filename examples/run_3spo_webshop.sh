@@ -20,8 +20,9 @@ exec bash "$(dirname "${BASH_SOURCE[0]}")/../recipe/scpo/launch.sh" \
   data.max_prompt_length=4096 \
   data.train_batch_size=16 \
   actor_rollout_ref.rollout.n=8 \
+  actor_rollout_ref.actor.ppo_mini_batch_size=64 \
   "data.train_files=$DATA_DIR/train.parquet" \
   "data.val_files=$DATA_DIR/val.parquet" \
   trainer.checkpoint_callback_class=verl_agent_ext.verl_plugin.sspo.SSPOCheckpointCallback \
   trainer.experiment_name=3spo_webshop_qwen2.5_1.5b \
-  "$@"
+  -- "$@"
