@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SCPO on WebShop with the published settings: max 15 steps, prompt 4096, GiGPO mode mean_norm,
 # 16 tasks x group 8, mini-batch 64 x 8 = 512 step rows per optimizer step; the rest as on ALFWorld (Qwen2.5-1.5B-Instruct, lr 1e-6, KL 0.01, gamma 0.95, 150 iterations).
-# Usage: bash examples/run_scpo_webshop.sh [--dry-run] [hydra overrides]
+# Usage: bash examples/run_scpo_webshop.sh [--cpu] [--dry-run] [hydra overrides]
 # Data: verl-agent-ext prepare-data --env webshop --out ~/data/verl-agent-ext/webshop (or set VAE_DATA_DIR).
 set -euo pipefail
 DATA_DIR="${VAE_DATA_DIR:-$HOME/data/verl-agent-ext/webshop}"
@@ -18,4 +18,4 @@ exec bash "$(dirname "${BASH_SOURCE[0]}")/../recipe/scpo/launch.sh" \
   "data.train_files=$DATA_DIR/train.parquet" \
   "data.val_files=$DATA_DIR/val.parquet" \
   trainer.experiment_name=scpo_webshop_qwen2.5_1.5b \
-  "$@"
+  -- "$@"

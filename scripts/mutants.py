@@ -38,7 +38,7 @@ MUTANTS = (
     Mutant(
         "scpo-credit-not-added",
         "verl_agent_ext/credit/scpo.py",
-        "shaped = step_returns + config.alpha * credit",
+        "shaped = step_returns + config.alpha * alpha_unit(batch, layout, config.alpha_scale) * credit",
         "shaped = step_returns + 0.0 * credit",
         ("tests/credit/test_credit_scpo.py",),
     ),
@@ -59,8 +59,8 @@ MUTANTS = (
     Mutant(
         "credit-never-reaches-the-update",
         "verl_agent_ext/local/trainer.py",
-        "record.update(self.update(rows, advantages))",
-        "record.update(self.update(rows, advantages * 0))",
+        "record.update(self.update(rows, advantages, old_log_probs))",
+        "record.update(self.update(rows, advantages * 0, old_log_probs))",
         ("tests/local/test_trainer_tiny_run.py::test_credit_reaches_the_update_inside_the_training_loop",),
     ),
     Mutant(

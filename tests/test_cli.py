@@ -5,7 +5,17 @@ import sys
 
 from verl_agent_ext.cli import SUBCOMMAND_MODULES, build_parser, main
 
-SUBCOMMANDS = ("alfworld-generate", "webshop-generate", "play", "prepare-data", "train-local")
+SUBCOMMANDS = (
+    "alfworld-generate",
+    "webshop-generate",
+    "play",
+    "credit-eval",
+    "prepare-data",
+    "expert-data",
+    "train-local",
+    "eval",
+    "warm-start",
+)
 
 
 def test_every_subcommand_is_registered():

@@ -34,6 +34,8 @@ USER_ERRORS = {
         "model folder /nonexistent/model does not exist",
     ),
     "train-local: unwritable out": (["train-local", "--out", "{ro}/t"], "--out-dir"),
+    "eval: not a policy": (["eval", "--policy", "{tmp}"], "neither a train-local run"),
+    "eval: other env": (["eval", "--policy", "smollm2-135m", "--env", "webshop"], "ALFWorld only"),
 }
 
 

@@ -21,8 +21,12 @@ SUBCOMMAND_MODULES = (
     "verl_agent_ext.envs.alfworld.generate_cli",
     "verl_agent_ext.envs.webshop.generate_cli",
     "verl_agent_ext.envs.play_cli",
+    "verl_agent_ext.credit_eval.cli",
     "verl_agent_ext.agent.prepare_data_cli",
+    "verl_agent_ext.agent.expert_data_cli",
     "verl_agent_ext.local.train_cli",
+    "verl_agent_ext.local.eval_cli",
+    "verl_agent_ext.local.warm_start_cli",
 )
 DEBUG_ENV = "VERL_AGENT_EXT_DEBUG"
 

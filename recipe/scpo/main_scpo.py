@@ -18,6 +18,7 @@ import hydra
 from omegaconf import DictConfig, OmegaConf
 
 DRY_RUN_FLAG = "--dry-run"
+RAY_START_ATTEMPTS = 3  # Ray waits a fixed 30 s for its raylet, which a busy 2-core machine can exceed
 
 
 def check(config: DictConfig) -> list[str]:
@@ -65,7 +66,17 @@ def main(config: DictConfig) -> None:
 
     auto_set_device(config)
     check(config)
-    run_ppo(config, task_runner_class=TaskRunnerV1)
+    for attempt in range(RAY_START_ATTEMPTS):
+        try:
+            run_ppo(config, task_runner_class=TaskRunnerV1)
+            return
+        except Exception as error:  # only Ray's own start-up timeout is retried: nothing else has started yet
+            if "timed out during startup" not in str(error) or attempt == RAY_START_ATTEMPTS - 1:
+                raise
+            import ray
+
+            ray.shutdown()
+            print(f"Ray did not start in time (busy machine); retrying ({attempt + 2}/{RAY_START_ATTEMPTS})")
 
 
 if __name__ == "__main__":

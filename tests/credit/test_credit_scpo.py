@@ -209,3 +209,20 @@ def test_properties_hold_with_the_real_encoder(batch):
     assert np.isfinite(result.advantage).all() and np.all((result.credit >= 0) & (result.credit <= 1))
     assert not result.credit[batch.episode_success].any()
     np.testing.assert_allclose(result.episode_advantage, compute_gigpo(batch).episode_advantage)
+
+
+def test_alpha_scale_success_return_is_a_fraction_of_a_success():
+    matcher = TableMatcher({("X", "B"): 0.75, ("X", "C"): 0.9})
+    absolute = compute_scpo(hand_batch(), config(alpha=2.0), matcher)
+    relative = compute_scpo(hand_batch(), config(alpha=0.2, alpha_scale="success_return"), matcher)
+    np.testing.assert_allclose(relative.step_return, absolute.step_return)  # 0.2 x the success return 10 = 2.0
+    np.testing.assert_allclose(relative.advantage, absolute.advantage)
+    # rewards 10x smaller: the relative credit shrinks with them, so every advantage is exactly 10x smaller
+    small = hand_batch()
+    small = StepBatch(
+        **{**small.__dict__, "step_reward": small.step_reward / 10, "episode_return": small.episode_return / 10}
+    )
+    scaled = compute_scpo(small, config(alpha=0.2, alpha_scale="success_return"), matcher)
+    np.testing.assert_allclose(scaled.advantage * 10, relative.advantage, atol=1e-5)
+    with pytest.raises(ValueError, match="alpha_scale"):
+        SCPOConfig(alpha_scale="episode")

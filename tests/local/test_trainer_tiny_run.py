@@ -44,10 +44,10 @@ def tiny_run(tmp_path_factory):
     trainer.updates = []  # per update inside train_iteration: (advantages, log-probs before, log-probs after)
     update = trainer.update
 
-    def recording_update(rows, advantages):
+    def recording_update(rows, advantages, *args, **kwargs):
         indices = list(range(len(rows)))
         log_probs_before = trainer._log_probs(rows, indices).detach()
-        metrics = update(rows, advantages)
+        metrics = update(rows, advantages, *args, **kwargs)
         trainer.updates.append((advantages.detach().clone(), log_probs_before, trainer._log_probs(rows, indices)))
         return metrics
 
@@ -162,3 +162,21 @@ def test_batched_log_probs_equal_unpadded_forward(tiny_run):
         expected = torch.log_softmax(logits, -1).gather(-1, torch.tensor(answer).unsqueeze(-1)).squeeze(-1)
         torch.testing.assert_close(batched[row, : len(answer)], expected, atol=1e-4, rtol=1e-4)
         assert torch.all(batched[row, len(answer) :] == 0)
+
+
+def test_eval_command_on_the_runs_checkpoint(tiny_run, tmp_path):
+    """`verl-agent-ext eval --policy RUN` plays held-out games with the run's checkpoint and prints per-type rows."""
+    import subprocess
+    import sys
+
+    _, _, _, out_dir = tiny_run
+    out = tmp_path / "eval.json"
+    command = [sys.executable, "-m", "verl_agent_ext.cli", "eval", "--policy", str(out_dir), "--episodes", "2"]
+    result = subprocess.run(
+        [*command, "--max-steps", "1", "--num-threads", "2", "--out", str(out)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"| task type | {out_dir} |" in result.stdout and "| all | " in result.stdout
+    results = json.loads(out.read_text())["results"][str(out_dir)]
+    assert results["all"]["episodes"] == 2 and results["all"]["mean_steps"] == 1.0
+    assert len(results) == 3  # two task types (round-robin) + all

@@ -99,3 +99,12 @@ def test_static_vectors_are_the_models_one_token_outputs_and_filled_on_demand():
     assert static_table().distilled - before == new_tokens  # tokens are distilled once per process
     assert scores[0, 0] == pytest.approx(1.0, abs=1e-6) and scores[1, 0] > scores[2, 0]
     assert matcher.last_stats["distinct_texts"] == 2
+
+
+def test_onnx_export_leaves_the_shared_torch_model_in_eval_mode(tmp_path):
+    """Dropout left on after an export made static vectors (distilled from the same model) noisy."""
+    from verl_agent_ext.semantic.onnx_runtime import _export
+
+    _export(None, tmp_path / "model.onnx")
+    transformer = load_bi_encoder(None, "cpu")[0].auto_model
+    assert not any(module.training for module in transformer.modules())

@@ -1,4 +1,4 @@
-"""The installed entry point really loads: `import verl` alone registers gigpo, scpo, istar (fresh interpreter)."""
+"""The installed entry point really loads: `import verl` alone registers gigpo, scpo, empg and istar (fresh)."""
 
 import subprocess
 import sys
@@ -9,7 +9,7 @@ import sys
 import verl
 from verl.trainer.ppo.core_algos import get_adv_estimator_fn as g
 assert 'verl_agent_ext.verl_plugin' in sys.modules, 'plugin not imported by verl'
-print(g('scpo').__name__, g('gigpo').__name__, g('istar').__name__)
+print(g('scpo').__name__, g('gigpo').__name__, g('empg').__name__, g('istar').__name__)
 """
 
 
@@ -24,7 +24,12 @@ def test_import_verl_alone_registers_estimators(tmp_path):
         [sys.executable, "-c", SCRIPT], cwd=env_cwd, capture_output=True, text=True, timeout=240, check=False
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert completed.stdout.split() == ["compute_scpo_advantage", "compute_gigpo_advantage", "compute_istar_advantage"]
+    assert completed.stdout.split() == [
+        "compute_scpo_advantage",
+        "compute_gigpo_advantage",
+        "compute_empg_advantage",
+        "compute_istar_advantage",
+    ]
 
 
 def test_registration_is_idempotent_for_a_second_copy_of_the_module():

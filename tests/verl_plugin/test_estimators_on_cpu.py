@@ -159,7 +159,7 @@ def test_config_errors_list_valid_values():
     bad_key = OmegaConf.create({"scpo": {"thetta": 0.5}})
     with pytest.raises(ValueError, match=r"thetta.*valid keys"):
         compute_step_advantage("scpo", token_level_rewards, response_mask, None, bad_key, non_tensor_batch)
-    with pytest.raises(ValueError, match=r"valid: \[.*'gigpo'.*'scpo'.*\]"):
+    with pytest.raises(ValueError, match=r"valid: \['3spo', 'empg', 'gigpo', 'istar', 'scpo', 'sspo'\]"):
         compute_step_advantage("gipo", token_level_rewards, response_mask, None, None, non_tensor_batch)
 
 
@@ -181,8 +181,10 @@ def test_contract_keys_are_stable():
         "is_action_valid",
         "episode_success",
     )
-    # The agent loop writes exactly these keys (verl sets `uid` itself).
-    assert ("uid", *STEP_METADATA_KEYS) == REQUIRED_METADATA_KEYS
+    # The agent loop writes exactly these keys (verl sets `uid` itself), plus the optional ones of 3SPO.
+    from verl_agent_ext.credit.sspo import SSPO_METADATA_KEYS
+
+    assert ("uid", *STEP_METADATA_KEYS) == (*REQUIRED_METADATA_KEYS, *SSPO_METADATA_KEYS)
 
 
 def test_verl_algo_config_dataclass_is_read():

@@ -15,6 +15,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from verl_agent_ext.credit import GiGPOConfig, SCPOConfig
+from verl_agent_ext.credit.config import SSPOConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "recipe" / "scpo" / "config"
@@ -23,6 +24,8 @@ SCRIPTS = {
     "run_gigpo_alfworld.sh": ("gigpo", "alfworld"),
     "run_grpo_alfworld.sh": ("grpo", "alfworld"),
     "run_scpo_webshop.sh": ("scpo", "webshop"),
+    "run_3spo_alfworld.sh": ("sspo", "alfworld"),
+    "run_3spo_webshop.sh": ("sspo", "webshop"),
 }
 
 
@@ -77,6 +80,16 @@ def test_script_composes_and_validates(script):
         assert (config.env.max_steps, config.data.max_prompt_length) == (15, 4096)
         assert rows_per_mini_batch == 512
         assert config.algorithm.gigpo.mode == "mean_norm"
+    if estimator == "sspo":  # 3SPO's published defaults, and the callback that checkpoints its table
+        sspo = config.algorithm.sspo
+        assert (sspo.alpha, sspo.xi, sspo.zeta, sspo.omega_k, sspo.g_max, sspo.branching) == (50, 10, 0.1, 0.1, 8, True)
+        assert config.trainer.checkpoint_callback_class.endswith("SSPOCheckpointCallback")
+
+
+def test_sspo_without_the_checkpoint_callback_fails_the_check():
+    config = composed(script_overrides("run_3spo_alfworld.sh", "trainer.checkpoint_callback_class=null"))
+    with pytest.raises(ValueError, match="checkpoint_callback_class"):
+        recipe_main().check(config)
 
 
 def test_invalid_combination_fails_the_check():
@@ -91,6 +104,8 @@ def test_recipe_defaults_are_the_estimators_defaults():
     scpo_defaults = {f.name: f.default for f in dataclasses.fields(SCPOConfig) if f.name != "gigpo"}
     assert dict(config.algorithm.gigpo) == gigpo_defaults
     assert dict(config.algorithm.scpo) == scpo_defaults
+    sspo_defaults = {f.name: f.default for f in dataclasses.fields(SSPOConfig) if f.name != "gigpo"}
+    assert dict(config.algorithm.sspo) == sspo_defaults
     assert config.algorithm.gamma == GiGPOConfig().gamma
 
 
@@ -105,3 +120,29 @@ def test_dry_run_of_the_scpo_script():
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.startswith("command:")
     assert "dry run OK" in result.stdout
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_cpu_flag_adds_the_cpu_profile_between_the_script_and_the_user(script, monkeypatch):
+    estimator, env_name = SCRIPTS[script]
+    env = {**os.environ, "VAE_PRINT_ONLY": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(
+        ["bash", str(ROOT / "examples" / script), "--cpu", "trainer.total_training_steps=3"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+        timeout=240,
+    )
+    command = shlex.split(result.stdout.strip().removeprefix("command:"))
+    assert command[0] == "VERL_PLATFORM=cpu" and command[2].endswith("recipe/scpo/main_scpo.py")
+    overrides = command[3:]
+    assert overrides[-1] == "trainer.total_training_steps=3"  # the user's override comes last
+    config = composed(overrides)
+    monkeypatch.setenv("VERL_PLATFORM", "cpu")
+    monkeypatch.setattr("verl.utils.device.get_device_name", lambda: "cpu")
+    notes = recipe_main().check(config)  # includes the cpu platform's start-up check
+    assert notes[0].startswith(f"estimator={estimator} env={env_name} max_steps=5 tasks/iter=2 group=4 iterations=3")
+    assert config.actor_rollout_ref.rollout.name == "transformers" and config.trainer.device == "cpu"
+    assert config.data.train_files.endswith(f"{env_name}_cpu/train.parquet")
+    assert (config.data.max_prompt_length, config.data.max_response_length) == (512, 24)

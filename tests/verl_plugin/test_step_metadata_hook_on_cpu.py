@@ -4,6 +4,8 @@ must equal the estimator called directly on the same rows."""
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 import torch
@@ -50,6 +52,7 @@ def agent_loop_outputs():
                     "traj_uid": f"{uid}-{session}",
                     "step_index": step,
                     "anchor_obs": anchor,
+                    "next_anchor_obs": f"after {action}",
                     "action_text": action,
                     "step_reward": reward,
                     "is_action_valid": valid,
@@ -208,3 +211,106 @@ def test_hook_is_installed_on_the_v1_trainer():
     }
     assert trainer_base.PPOTrainer._compute_advantage.__verl_agent_ext_patch__
     assert utils.compute_advantage.__verl_agent_ext_patch__
+
+
+def branched_session_outputs():
+    """(uid, session) -> outputs of 3SPO sessions: g0/0 forked at step 1 into three trajectories (6 rows),
+    g0/1 one path (2 rows): a variable number of rows per session, as the branching rollout returns them."""
+    from verl.experimental.agent_loop.agent_loop import AgentLoopMetrics, AgentLoopOutput
+
+    from verl_agent_ext.credit.sspo import branch_uid
+
+    root, other = "g0-0", "g0-1"
+    left, right = branch_uid(root, 1, 1), branch_uid(root, 1, 2)
+    # (session, traj_uid, step, anchor, next anchor, action, step reward, success of the owner, row score)
+    rows = [
+        (0, root, 0, "hall", "kitchen", "go to kitchen", 0.0, False, 10 / 3),  # shared by all three
+        (0, root, 1, "kitchen", "kitchen", "look", 0.0, False, 0.0),
+        (0, root, 2, "kitchen", "fridge", "go to fridge", 0.0, False, 0.0),
+        (0, left, 1, "kitchen", "table", "go to table", 10.0, True, 10.0),
+        (0, right, 1, "kitchen", "sink", "go to sink", 0.0, False, 0.0),
+        (0, right, 2, "sink", "sink", "inventory", 0.0, False, 0.0),
+        (1, other, 0, "hall", "garden", "go to garden", 0.0, False, 0.0),
+        (1, other, 1, "garden", "hall", "go to hall", 0.0, False, 0.0),
+    ]
+    sessions: dict[tuple[str, int], list] = {}
+    for session, traj, step, anchor, following, action, reward, success, score in rows:
+        sessions.setdefault(("g0", session), []).append(
+            AgentLoopOutput(
+                prompt_ids=[11, 12, 13],
+                response_ids=[100, 101, 102, 103][: 2 + step],
+                response_mask=[1] * (2 + step),
+                response_logprobs=[-0.5] * (2 + step),
+                reward_score=score,
+                num_turns=2,
+                metrics=AgentLoopMetrics(),
+                extra_fields={
+                    "min_global_steps": 1,
+                    "max_global_steps": 1,
+                    "traj_uid": traj,
+                    "step_index": step,
+                    "anchor_obs": anchor,
+                    "next_anchor_obs": following,
+                    "action_text": action,
+                    "step_reward": reward,
+                    "is_action_valid": True,
+                    "episode_success": success,
+                    "task_type": "pick",
+                    "episode_length": 3 if traj == root else 2,
+                    "reward_extra_info": {"success": float(success)},
+                },
+            )
+        )
+    return sessions, rows
+
+
+def test_sspo_takes_a_variable_row_count_per_session_and_updates_the_run_table(transfer_queue, store_sessions):
+    """Branched sessions through verl's real AgentLoopWorkerTQ postprocess, TransferQueue and the hooked trainer
+    (with verl's padding rows): advantages equal the estimator on the same rows, and the run's Ray-actor table
+    learns each trajectory once (padding rows add none). verl's postprocess copies the session's last reward score
+    onto all its rows; 3SPO's episode channel recomputes each row's outcome from the step rewards instead."""
+    from transfer_queue import KVBatchMeta
+    from verl.trainer.ppo.padding_utils import upsample_batch_to_divisible_size
+
+    from verl_agent_ext.agent.state_score_store import RayStateScoreStore, run_score_store
+    from verl_agent_ext.credit import StepBatch
+    from verl_agent_ext.credit.sspo import compute_sspo
+    from verl_agent_ext.credit.state_scores import StateScoreTable, state_key
+
+    config = algorithm_config("sspo")
+    store = run_score_store("sspo", config.algorithm)  # the run's named actor, emptied
+    assert isinstance(store, RayStateScoreStore)
+    sessions, rows = branched_session_outputs()
+    keys = store_sessions(sessions)
+    assert [len(outputs) for outputs in sessions.values()] == [6, 2]
+    padded = upsample_batch_to_divisible_size(
+        KVBatchMeta(keys=keys, tags=[{} for _ in keys], partition_id="train"), batch_multiple=5, eos_token_id=2
+    )
+    assert len(padded) == 10
+    hooked, metrics = run_hooked_trainer(transfer_queue, "sspo", padded.keys, padded.tags)
+
+    batch = StepBatch.from_columns(
+        uid=["g0"] * len(rows),
+        traj_uid=[row[1] for row in rows],
+        step_index=[row[2] for row in rows],
+        step_reward=[row[6] for row in rows],
+        episode_return=[row[8] for row in rows],
+        episode_success=[row[7] for row in rows],
+        anchor_obs=[row[3] for row in rows],
+        action_text=[row[5] for row in rows],
+    )
+    expected = compute_sspo(batch, [row[4] for row in rows], StateScoreTable(), config.algorithm).advantage
+    assert np.abs(expected).max() > 0
+    for row in range(len(rows)):
+        torch.testing.assert_close(hooked[row], torch.full_like(hooked[row], float(expected[row])))
+    assert metrics["credit/sspo/trajectories"] == 4  # verl's padding rows left out
+    assert metrics["credit/sspo/branches"] == 2
+    fetches = store.fetches
+    table = store.snapshot()
+    assert store.snapshot() is table and store.fetches == fetches  # cached: the estimator read this version
+    assert asyncio.run(store.snapshot_async()) is table  # the agent loop's path, same cache
+    assert table.t == 1 + 4  # each real trajectory counted once
+    assert table.counts([state_key("hall")])[1].tolist() == [4]
+    assert table.counts([state_key("kitchen")])[1].tolist() == [3]  # three trajectories share it
+    assert table.counts([state_key("table")])[0].tolist() == [1]  # the winning branch's final state
+    transfer_queue.kv_clear(keys=padded.keys, partition_id="train")

@@ -47,3 +47,14 @@ def test_patch_own_test_passes_on_a_patched_copy_of_verl(tmp_path):
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+def test_cpu_backend_patch_applies_to_the_installed_verl(tmp_path):
+    import verl
+
+    relative = Path("utils") / "distributed.py"
+    (tmp_path / "verl" / relative).parent.mkdir(parents=True)
+    shutil.copy(Path(verl.__file__).parent / relative, tmp_path / "verl" / relative)
+    patch = ROOT / "upstream" / "0002-utils-process-group-backend-on-cpu.patch"
+    subprocess.run(["git", "apply", str(patch)], cwd=tmp_path, check=True, capture_output=True)
+    assert "def default_process_group_backend" in (tmp_path / "verl" / relative).read_text()

@@ -18,6 +18,7 @@ STEP_METADATA_KEYS = (
     "step_reward",
     "is_action_valid",
     "episode_success",
+    "next_anchor_obs",
 )
 """Per-step extra_fields the step-level estimators read (with verl's `uid`): the estimator contract."""
 

@@ -9,11 +9,21 @@ and instructions) and its tail (current observation, admissible actions, generat
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
-from verl_agent_ext.envs.base import Turn
+from verl_agent_ext.envs.base import Observation, Turn
 
 HEAD_FRACTION = 0.25
 """Share of `max_tokens` kept from the start of an over-long prompt; the rest comes from its end."""
+
+
+def step_messages(env: Any, observation: Observation, history: Sequence[Turn], step_index: int) -> list[dict]:
+    """The chat messages of one step's prompt: a single user turn, the environment's `format_prompt` text.
+
+    Every step is a fresh prompt (the history lives inside the text), so an expert step becomes a training
+    example by appending the assistant answer (`envs.text.format_action`).
+    """
+    return [{"role": "user", "content": env.format_prompt(observation, history, step_index)}]
 
 
 def window_prompt(

@@ -19,8 +19,10 @@ SIMILARITIES = ("exact", "difflib", "static", "embedding", "cross_encoder")
 SCPO_REFERENCES = ("longest", "shortest", "all")
 SCPO_STEP_TEXTS = ("obs_action", "action", "obs")
 SCPO_MATCHERS = ("embedding", "static", "cross_encoder", "exact", "difflib")
+SCPO_ALPHA_SCALES = ("reward", "success_return")
 SCPO_SEGMENTS = SEGMENTS
 SCPO_BACKENDS = BACKENDS
+EMPG_BASES = ("grpo", "gigpo", "scpo")
 # Default SCPO threshold per matcher (docs/credit.md: measured score distributions for the embedding default).
 DEFAULT_THETA = {"embedding": 0.85, "static": 0.98, "cross_encoder": 0.6, "exact": 0.5, "difflib": 0.8}
 
@@ -78,7 +80,10 @@ class SCPOConfig:
     theta: similarity threshold; a failed step matched to a reference step with score M > theta earns
         c = (M - theta) / (1 - theta) in (0, 1]. None: the matcher's default (DEFAULT_THETA), because scores
         live on different scales (MiniLM cosine of two unrelated ALFWorld steps is already ~0.5-0.7).
-    alpha: weight of the credit added to the step return, R~_t = R_t + alpha * c_t (reward units).
+    alpha: weight of the credit added to the step return, R~_t = R_t + alpha * u * c_t.
+    alpha_scale: the unit u of alpha: "reward" (u = 1, alpha in reward units, the paper's formula) or
+        "success_return" (u = the largest episode return among the group's successes: alpha is a fraction of a
+        success, the same on every reward scale).
     reference: which successful sibling(s) of the group: longest, shortest, or all (credit = best over them).
     step_text: text compared per step: observation + action, action only, or observation only.
     matcher: embedding (bi-encoder cosine), cross_encoder, exact, or difflib.
@@ -92,6 +97,7 @@ class SCPOConfig:
 
     theta: float | None = None
     alpha: float = 0.5
+    alpha_scale: str = "reward"
     reference: str = "longest"
     step_text: str = "obs_action"
     matcher: str = "embedding"
@@ -104,6 +110,7 @@ class SCPOConfig:
         _check_choice("scpo.reference", self.reference, SCPO_REFERENCES)
         _check_choice("scpo.step_text", self.step_text, SCPO_STEP_TEXTS)
         _check_choice("scpo.matcher", self.matcher, SCPO_MATCHERS)
+        _check_choice("scpo.alpha_scale", self.alpha_scale, SCPO_ALPHA_SCALES)
         _check_choice("scpo.segments", self.segments, SCPO_SEGMENTS)
         _check_choice("scpo.backend", self.backend, SCPO_BACKENDS)
         if self.theta is None:
@@ -137,10 +144,64 @@ def scpo_config_from(config: Any = None) -> SCPOConfig:
     """
     if isinstance(config, SCPOConfig):
         return config
-    scpo_options = _section(config, "scpo", SCPO_KEYS + GIGPO_KEYS)
-    gigpo = gigpo_config_from(config)
-    overrides = {key: scpo_options.pop(key) for key in GIGPO_KEYS if key in scpo_options}
-    return SCPOConfig(**scpo_options, gigpo=replace(gigpo, **overrides))
+    return _with_gigpo(config, "scpo", SCPOConfig, SCPO_KEYS)
+
+
+def _with_gigpo(config: Any, name: str, config_class: type, keys: tuple[str, ...]) -> Any:
+    """`config_class` from the `name` section, whose gigpo keys override those of `algorithm.gigpo`."""
+    options = _section(config, name, keys + GIGPO_KEYS)
+    overrides = {key: options.pop(key) for key in GIGPO_KEYS if key in options}
+    return config_class(**options, gigpo=replace(gigpo_config_from(config), **overrides))
+
+
+@dataclass(frozen=True)
+class EMPGConfig:
+    """EMPG (arXiv 2509.09265): the base advantage modulated by each step's policy entropy.
+
+    base: the base advantage A_base: "grpo" (the paper's: episode-level, GiGPO's episode channel with
+        norm_by_std) or "gigpo" / "scpo" (their full advantage; a combination no one has measured).
+    k: sharpness of the confidence scaling g = exp(-k H~) / mean(exp(-k H~)).
+    k_next: sharpness of the future-clarity bonus f = exp(-k_next H~_{t+1}).
+    zeta: weight of the future-clarity bonus (advantage units).
+    epsilon: in the min-max normalisation of H and the mean of g (the authors' pseudocode: 1e-8).
+    norm_by_std: base=grpo divides by the group std (verl's `algorithm.norm_adv_by_std_in_grpo`).
+    gigpo / scpo: the base estimator's settings (`algorithm.gigpo`, `algorithm.scpo`); scpo only for base=scpo.
+    Defaults are justified in docs/credit.md (EMPG section).
+    """
+
+    base: str = "grpo"
+    k: float = 1.0
+    k_next: float = 1.0
+    zeta: float = 0.1
+    epsilon: float = 1e-8
+    norm_by_std: bool = True
+    gigpo: GiGPOConfig = field(default_factory=GiGPOConfig)
+    scpo: SCPOConfig | None = None
+
+    def __post_init__(self) -> None:
+        _check_choice("empg.base", self.base, EMPG_BASES)
+        for name in ("k", "k_next", "zeta"):
+            _check_range(f"empg.{name}", getattr(self, name), 0.0, float("inf"))
+        _check_range("empg.epsilon", self.epsilon, 0.0, float("inf"))
+        if self.base == "scpo" and self.scpo is None:
+            object.__setattr__(self, "scpo", replace(SCPOConfig(), gigpo=self.gigpo))
+
+
+EMPG_KEYS = ("base", "k", "k_next", "zeta", "epsilon")
+
+
+def empg_config_from(config: Any = None) -> EMPGConfig:
+    """EMPGConfig from verl's `algorithm` section: `empg` keys, `norm_adv_by_std_in_grpo`, and the base's sections."""
+    if isinstance(config, EMPGConfig):
+        return config
+    options = _section(config, "empg", EMPG_KEYS)
+    base = options.get("base", EMPGConfig.base)
+    return EMPGConfig(
+        **options,
+        norm_by_std=bool(_get(config, "norm_adv_by_std_in_grpo", True)),
+        gigpo=gigpo_config_from(config),
+        scpo=scpo_config_from(config) if base == "scpo" else None,
+    )
 
 
 def _get(config: Any, key: str, default: Any) -> Any:
@@ -171,3 +232,57 @@ def _check_range(name: str, value: float, low: float, high: float, include_high:
     if not ok:
         bracket = "]" if include_high else ")"
         raise ValueError(f"{name}={value!r} out of range [{low}, {high}{bracket}")
+
+
+SSPO_SUCCESS_REWARDS = ("outcome", "env")
+
+
+@dataclass(frozen=True)
+class SSPOConfig:
+    """3SPO (arXiv 2606.09961): score-driven step rewards over the state-score table, adaptive branching rollout.
+
+    alpha, xi, zeta, epsilon: the state score S(s) (`credit.state_scores`). omega_k: decay of the novelty weight
+        w = 0.5 * exp(-omega_k * N_tot(s_t)). g_max: most continuations per state, n(s) = ceil(g_max * S(s)).
+    success_reward: R_success of a step: "outcome" (1 on the last step of a successful trajectory, else 0) or
+        "env" (the raw env step reward, 10 x won in ALFWorld; the released code's choice).
+    episode_w: weight of the episode channel A^E in A = episode_w * A^E + step_advantage_w * A^S (0: the released
+        code's step-only advantage). The step channel's weight and the invalid-action penalty come from `gigpo`.
+    max_states: cap of the state-score table (least recently updated states are evicted beyond it).
+    branching: fork episodes at promising states (False: score-supervised credit only, one path per session).
+    max_trajectories_per_group / max_env_steps_per_group: caps of one group's branching rollout, split evenly
+        over its `rollout.n` sessions; None env steps: rollout.n x env.max_steps (a GRPO group's worst case).
+    """
+
+    alpha: float = 50.0
+    xi: float = 10.0
+    zeta: float = 0.1
+    omega_k: float = 0.1
+    g_max: int = 8
+    epsilon: float = 1e-6
+    success_reward: str = "outcome"
+    episode_w: float = 1.0
+    max_states: int = 200_000
+    branching: bool = True
+    max_trajectories_per_group: int = 32
+    max_env_steps_per_group: int | None = None
+    gigpo: GiGPOConfig = field(default_factory=GiGPOConfig)
+
+    def __post_init__(self) -> None:
+        _check_choice("sspo.success_reward", self.success_reward, SSPO_SUCCESS_REWARDS)
+        for name in ("alpha", "xi", "zeta", "omega_k", "epsilon", "episode_w"):
+            _check_range(f"sspo.{name}", getattr(self, name), 0.0, float("inf"))
+        for name in ("g_max", "max_states", "max_trajectories_per_group"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"sspo.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_env_steps_per_group is not None and self.max_env_steps_per_group < 1:
+            raise ValueError(f"sspo.max_env_steps_per_group must be >= 1 or null, got {self.max_env_steps_per_group}")
+
+
+SSPO_KEYS = tuple(f.name for f in fields(SSPOConfig) if f.name != "gigpo")
+
+
+def sspo_config_from(config: Any = None) -> SSPOConfig:
+    """SSPOConfig from verl's `algorithm` section: `sspo` keys, plus gigpo keys from `gigpo` then from `sspo`."""
+    if isinstance(config, SSPOConfig):
+        return config
+    return _with_gigpo(config, "sspo", SSPOConfig, SSPO_KEYS)

@@ -281,8 +281,9 @@ def compute_istar(
     config = istar_config_from(config)
     if prm_step_reward is None:
         raise ValueError(
-            f"the istar estimator needs the per-row key {PRM_STEP_REWARD_KEY!r} (the implicit PRM's step reward); "
-            "train-local fills it with its PRM adapter, verl with the plugin's PRM worker group (docs/istar.md)"
+            f"adv_estimator=istar needs non_tensor_batch key {PRM_STEP_REWARD_KEY!r} (missing): the implicit PRM's "
+            "step reward of each row. Sources: train-local's PRM adapter, verl's plugin PRM worker group "
+            "(docs/istar.md)."
         )
     rewards = np.asarray(prm_step_reward, dtype=np.float64)
     if rewards.shape != (len(batch),):

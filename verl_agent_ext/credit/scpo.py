@@ -5,7 +5,8 @@ For every group (uid) with a success, each failed trajectory is aligned to a ref
     M_ij = similarity(step_text of failed step i, step_text of reference step j)
     matches = optimal monotone one-to-one alignment maximising sum c_ij over pairs with M_ij > theta
     c_i = (M_ij - theta) / (1 - theta) for the reference step j matched to i, else 0        (in [0, 1])
-    R~_t = R_t + alpha * c_t        (failed trajectories only; after discounting, see docs/credit.md)
+    R~_t = R_t + alpha * u * c_t    (failed trajectories only; after discounting, see docs/credit.md;
+                                     u = 1, or the group's success return with alpha_scale=success_return)
     A = A^E (original outcome) + w * A^S(R~) over the GiGPO anchor-state groups.
 
 Groups without a success are untouched, so there SCPO equals GiGPO exactly.
@@ -130,6 +131,16 @@ def semantic_credit(
     return credit, diagnostics
 
 
+def alpha_unit(batch: StepBatch, layout: StepLayout, alpha_scale: str) -> np.ndarray:
+    """Unit of alpha per row (n,): 1, or the largest episode return among the successes of the row's group."""
+    if alpha_scale == "reward" or len(batch) == 0:
+        return np.ones(len(batch))
+    best = np.zeros(int(layout.group.max()) + 1)
+    wins = batch.episode_success
+    np.maximum.at(best, layout.group[wins], batch.episode_return[wins])
+    return best[layout.group]
+
+
 def compute_scpo(batch: StepBatch, config: SCPOConfig | None = None, matcher: Matcher | None = None) -> CreditResult:
     """SCPO advantages of every step row.
 
@@ -152,5 +163,5 @@ def compute_scpo(batch: StepBatch, config: SCPOConfig | None = None, matcher: Ma
     )
     credit, scpo_diagnostics = semantic_credit(batch, layout, config, matcher)
     diagnostics.update(scpo_diagnostics)
-    shaped = step_returns + config.alpha * credit
+    shaped = step_returns + config.alpha * alpha_unit(batch, layout, config.alpha_scale) * credit
     return combine_channels(batch, layout, gigpo, shaped, credit, diagnostics)

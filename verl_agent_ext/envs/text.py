@@ -17,6 +17,11 @@ def normalise(text: str) -> str:
     return _WHITESPACE.sub(" ", text).strip().lower()
 
 
+def format_action(action: str) -> str:
+    """The answer text a policy should write for `action`: what `extract_action` reads back unchanged."""
+    return f"<action>{action}</action>"
+
+
 def extract_action(response: str) -> tuple[str | None, str | None]:
     """The text inside the last `<action>...</action>` of `response`, or (None, reason).
 

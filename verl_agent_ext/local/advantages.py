@@ -1,8 +1,10 @@
 """Advantages of a batch of step rows from any estimator in verl's registry, plus diagnostics for the metrics.
 
-`gigpo` / `scpo` get the step metadata (`non_tensor_batch`) through the plugin's `compute_step_advantage`, which
-also returns their diagnostics; any other registered estimator (`grpo`, `rloo`, ...) is called with verl's
-standard arguments, as verl's `compute_advantage` does, and sees each step row's episode return as its outcome.
+`gigpo` / `scpo` / `sspo` / `empg` get the step metadata (`non_tensor_batch`) through the plugin's
+`compute_step_advantage`, which also returns their diagnostics; any other registered estimator (`grpo`, `rloo`,
+...) is called with verl's standard arguments, as verl's `compute_advantage` does, and sees each step row's episode
+return as its outcome; one whose signature has `non_tensor_batch` also gets the rows' metadata (as the plugin's hook
+does in verl).
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import torch
 
 from verl_agent_ext.local.batch import StepRows
+from verl_agent_ext.verl_plugin.step_metadata import estimator_taking_metadata
 
-ESTIMATORS_WITH_METADATA = ("gigpo", "scpo", "istar")
+ESTIMATORS_WITH_METADATA = ("gigpo", "scpo", "sspo", "3spo", "empg", "istar")
 ZERO_ADVANTAGE = 1e-6  # |A| at or below this is float noise of an all-equal group
 
 
@@ -41,11 +44,16 @@ def compute_advantages(name: str, rows: StepRows, algorithm) -> tuple[torch.Tens
             non_tensor_batch=rows.non_tensor_batch,
         )
     else:
-        advantages, _ = estimator_fn(name)(
+        fn = estimator_fn(name)
+        # An estimator registered later (empg, sspo, ...) that declares `non_tensor_batch` gets the step metadata,
+        # as the plugin's verl hook gives it.
+        extra = {"non_tensor_batch": rows.non_tensor_batch} if estimator_taking_metadata(name) is not None else {}
+        advantages, _ = fn(
             token_level_rewards=rows.token_level_rewards,
             response_mask=rows.response_mask,
             config=algorithm,
             index=rows.non_tensor_batch["uid"],
+            **extra,
         )
     per_row = (advantages * rows.response_mask).sum(-1) / rows.response_mask.sum(-1).clamp(min=1)
     metrics = {f"credit/{key}": float(value) for key, value in diagnostics.items()}

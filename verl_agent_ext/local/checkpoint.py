@@ -20,10 +20,10 @@ STATE_FILE = "state.pt"
 CONFIG_FILE = "config.json"
 
 
-def save_checkpoint(path: str | Path, model, optimizer, iteration: int, config, extra: dict | None = None) -> None:
+def save_checkpoint(path: str | Path, model, optimizer, iteration: int, config, extra=None) -> None:
     """Save the run state after `iteration` completed iterations to folder `path` (atomically replaced).
 
-    extra: further state saved with it (e.g. iStar's PRM adapter and optimizer), read back by `load_extra`.
+    extra: None or a callable writing more files into the folder it is given (before the atomic rename).
     """
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
@@ -34,10 +34,11 @@ def save_checkpoint(path: str | Path, model, optimizer, iteration: int, config, 
         "trainable": {name: p.detach().cpu() for name, p in model.named_parameters() if p.requires_grad},
         "optimizer": optimizer.state_dict(),
         "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
-        "extra": extra or {},
     }
     torch.save(state, partial / STATE_FILE)
     (partial / CONFIG_FILE).write_text(json.dumps(config.to_dict(), indent=2))
+    if extra is not None:
+        extra(partial)
     previous = path.with_name(path.name + ".old")
     shutil.rmtree(previous, ignore_errors=True)
     if path.exists():
@@ -75,11 +76,6 @@ def load_checkpoint(path: str | Path, model, optimizer) -> int:
     np.random.set_state(state["rng"]["numpy"])
     torch.set_rng_state(state["rng"]["torch"])
     return int(state["iteration"])
-
-
-def load_extra(path: str | Path) -> dict:
-    """The `extra` state saved with the checkpoint in `path` ({} when none)."""
-    return torch.load(Path(path) / STATE_FILE, map_location="cpu", weights_only=False).get("extra", {})
 
 
 def read_config(path: str | Path) -> dict:

@@ -27,8 +27,8 @@ class LocalTrainConfig:
     """Everything one local training run needs; defaults are the CPU quickstart sizes.
 
     Data: `groups_per_iter` tasks per iteration, each played `group_size` times (a verl group, same `uid`);
-    tasks come from the cached generated ALFWorld set (`games_per_type` games of each of the 6 task types), or
-    every game under `games_dir` when given.
+    tasks come from the cached generated ALFWorld set (`games_per_type` games of each of the 6 task types, or of
+    `task_types`), or every game under `games_dir` when given.
     """
 
     # run
@@ -43,10 +43,13 @@ class LocalTrainConfig:
     model: str = DEFAULT_MODEL  # short name of a shipped GGUF model, a local folder or a HF hub name
     lora_rank: int = 8  # 0: train all weights
     lora_alpha: int = 16
+    init_adapter: str = ""  # start from this PEFT LoRA adapter (folder); "" = a fresh LoRA
     # data and environment
     env: str = "alfworld"
     games_dir: str | None = None
     games_per_type: int = 2
+    games_seed: int = 0  # seed of the generated games (the run's `seed` leaves the games unchanged)
+    task_types: str = ""  # comma-separated ALFWorld task types to play ("" = all six)
     groups_per_iter: int = 2
     group_size: int = 4
     max_steps: int = 3  # environment steps per episode
@@ -81,7 +84,7 @@ class LocalTrainConfig:
         for name in (*positive, "micro_batch_size", "ppo_epochs", "save_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.kl_coef > 0 and self.lora_rank == 0:
+        if self.kl_coef > 0 and self.lora_rank == 0 and not self.init_adapter:
             raise ValueError("kl_coef > 0 uses the frozen base model as reference: it needs lora_rank > 0")
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,6 +9,10 @@ its first request, whichever comes first.
 
 Log-probs are those of the sampled tokens under ``softmax(logits / temperature)``, the same quantity verl's actor
 computes for ``old_log_prob`` (it divides logits by the rollout temperature).
+
+The same class serves both trainers: `train-local` calls it in-process, and verl's trainer reaches it through the
+``transformers`` rollout backend (`verl_agent_ext.verl_plugin.hf_rollout`), which wraps it in a Ray actor and
+pushes the actor's weights into it with `load_weights` after every update (`global_steps` tags the outputs).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,6 +91,7 @@ class HFServerManager:
         self._pending: list[_Request] = []
         self._flushing = False
         self._model_lock = threading.Lock()
+        self.global_steps: int | None = None  # weight version, returned in every output's extra_fields
         self.stats = {"requests": 0, "batches": 0, "generated_tokens": 0, "generate_seconds": 0.0}
 
     async def generate(
@@ -200,6 +206,7 @@ class HFServerManager:
                     token_ids=tokens[:length],
                     log_probs=log_probs[row, :length].tolist(),
                     stop_reason="completed",
+                    extra_fields={"global_steps": self.global_steps},
                 )
             )
             self.stats["generated_tokens"] += length
@@ -207,6 +214,19 @@ class HFServerManager:
         self.stats["requests"] += len(batch)
         self.stats["batches"] += 1
         return outputs
+
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> list[str]:
+        """Copy `(name, tensor)` pairs into the model's parameters/buffers (names as in ``state_dict``).
+
+        Waits for a running batch to finish; returns the names loaded. An unknown name raises (the sender and the
+        model disagree on the architecture); a subset is fine (weights arrive in buckets).
+        """
+        state = dict(named_tensors)
+        with self._model_lock:
+            missing_or_unexpected = self.model.load_state_dict(state, strict=False)
+        if missing_or_unexpected.unexpected_keys:
+            raise KeyError(f"weights not in the rollout model: {missing_or_unexpected.unexpected_keys[:5]}")
+        return list(state)
 
     def close(self) -> None:
         """Stop the generation thread."""

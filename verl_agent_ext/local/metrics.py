@@ -19,6 +19,8 @@ TABLE_COLUMNS = (
     ("rollout/episode_length", "steps", ".2f"),
     ("credit/gigpo/step_group_size_mean", "grp_size", ".2f"),
     ("credit/scpo/credited_failed_step_share", "scpo_cred", ".2f"),
+    ("credit/scpo/mean_credit", "scpo_mean", ".2f"),
+    ("credit/scpo/groups_with_reference", "scpo_refs", ".0f"),
     ("credit/advantage_abs_mean", "|adv|", ".3f"),
     ("actor/loss", "loss", ".4f"),
     ("time/generation", "t_gen_s", ".1f"),
@@ -65,7 +67,7 @@ def table_row(record: dict[str, Any]) -> str:
 
 
 def plot_learning_curve(records: list[dict[str, Any]], path: str | Path, title: str = "") -> None:
-    """Success rate, invalid-action rate and loss per iteration, saved as a PNG."""
+    """Success and invalid-action rates, loss and (SCPO runs) SCPO's credit diagnostics per iteration, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -76,7 +78,9 @@ def plot_learning_curve(records: list[dict[str, Any]], path: str | Path, title: 
     def series(key: str) -> list[float]:
         return [record.get(key, math.nan) for record in records]
 
-    figure, (rates, loss) = plt.subplots(1, 2, figsize=(10, 4))
+    with_scpo = any("credit/scpo/mean_credit" in record for record in records)
+    figure, axes = plt.subplots(1, 3 if with_scpo else 2, figsize=(15 if with_scpo else 10, 4))
+    rates, loss = axes[0], axes[1]
     rates.plot(iterations, series("rollout/success_rate"), marker="o", label="success rate")
     rates.plot(iterations, series("rollout/invalid_action_rate"), marker="s", label="invalid-action rate")
     rates.set_xlabel("iteration")
@@ -87,6 +91,20 @@ def plot_learning_curve(records: list[dict[str, Any]], path: str | Path, title: 
     loss.set_xlabel("iteration")
     loss.legend()
     loss.grid(alpha=0.3)
+    if with_scpo:
+        credit = axes[2]
+        credit.plot(
+            iterations, series("credit/scpo/credited_failed_step_share"), marker="o", label="failed steps credited"
+        )
+        credit.plot(iterations, series("credit/scpo/mean_credit"), marker="s", label="mean credit (credited steps)")
+        credit.set_ylim(-0.05, 1.05)
+        credit.set_xlabel("iteration")
+        credit.set_title("SCPO credit")
+        groups = credit.twinx()
+        groups.bar(iterations, series("credit/scpo/groups_with_reference"), alpha=0.2, color="tab:green")
+        groups.set_ylabel("groups with a successful reference (bars)")
+        credit.legend(loc="upper left")
+        credit.grid(alpha=0.3)
     figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(path, dpi=100)

@@ -72,6 +72,18 @@ def load_policy(name: str = DEFAULT_MODEL, device: str = "cpu"):
     return model.to(device), tokenizer
 
 
+def hf_folder(name: str = DEFAULT_MODEL, convert: bool = True) -> str:
+    """A `from_pretrained` folder or hub name for `name`; a shipped GGUF model is converted once (see above)
+    unless `convert` is False (then the folder may not exist yet)."""
+    path, gguf_file = resolve_model(name)
+    if not gguf_file:
+        return path
+    cached = cache_dir() / Path(gguf_file).stem
+    if convert and not (cached / "config.json").is_file():
+        load_policy(name)
+    return str(cached)
+
+
 def _load(model_class, tokenizer_class, path: str, **extra):
     import torch  # here, not at module level: `verl-agent-ext --help` must not import torch
 
@@ -96,3 +108,21 @@ def add_lora(model, rank: int, alpha: int, dropout: float = 0.0, target_modules:
         r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules, task_type="CAUSAL_LM"
     )
     return get_peft_model(model, config)
+
+
+def resolve_adapter(name: str) -> Path:
+    """`name` as a PEFT adapter folder (one with adapter_config.json, e.g. `verl-agent-ext warm-start` output)."""
+    path = Path(name).expanduser()
+    if (path / "adapter_config.json").is_file():
+        return path
+    raise FileNotFoundError(
+        f"adapter {name!r} is not a PEFT adapter folder (with adapter_config.json): "
+        "make one with `verl-agent-ext warm-start --out DIR`"
+    )
+
+
+def load_adapter(model, name: str):
+    """Wrap `model` with the trainable LoRA adapter in folder `name` (see `resolve_adapter`)."""
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, str(resolve_adapter(name)), is_trainable=True)

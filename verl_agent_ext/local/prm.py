@@ -1,7 +1,7 @@
 """iStar's implicit PRM in train-local: a second LoRA adapter ("prm") on the policy's base model.
 
 Each iteration, between the rollout and the policy update (`score_and_update`):
-  1. log pi_old: the policy adapter's log-probs of the rows (the data's policy; no grad);
+  1. log pi_old: the policy adapter's log-probs of the rows (the data's policy; the trainer's old-log-prob pass);
   2. score: r_t = beta * sum_k (log pi_phi - log pi_old) with the PRM adapter before its update;
   3. update: one AdamW step on the pair loss mean_pairs -log sigmoid(Q_win - Q_lose) of the same batch, trained
      through the per-row surrogate sum_i c_i r_i(phi), c_i = dL/dr_i (same gradient, bounded memory: one
@@ -9,11 +9,13 @@ Each iteration, between the rollout and the policy update (`score_and_update`):
   4. the rows get `prm_step_reward` = the pre-update r_t, normalised, for the `istar` estimator.
 The adapter starts as a copy of the policy adapter's initial weights (both equal the base model) and only
 switches in for its own passes; generation and the policy update always see the policy adapter.
+`save_prm` / `load_prm` keep its weights and optimizer in the run's checkpoint folder (`PRM_FILE`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -27,6 +29,7 @@ from verl_agent_ext.local.batch import StepRows
 logger = logging.getLogger(__name__)
 
 PRM_ADAPTER = "prm"
+PRM_FILE = "istar_prm.pt"
 
 
 class ImplicitPRM:
@@ -75,10 +78,12 @@ class ImplicitPRM:
         finally:
             self.model.set_adapter(self.policy_adapter)
 
-    def score_and_update(self, rows: StepRows) -> dict[str, float]:
-        """Score the rows with the PRM, update it, write `prm_step_reward` into the rows; returns istar/* metrics."""
+    def score_and_update(self, rows: StepRows, old: torch.Tensor) -> dict[str, float]:
+        """Score the rows with the PRM, update it, write `prm_step_reward` into the rows; returns istar/* metrics.
+
+        old: (n, R) log pi_old of the rows' response tokens (the policy adapter's, no grad).
+        """
         config, everything = self.config, range(len(rows))
-        old = self.log_probs(rows, everything)
         with self.active():
             prm = self.log_probs(rows, everything)
         raw = implicit_step_rewards(prm, old, rows.response_mask.to(old.device), config.beta).double().cpu().numpy()
@@ -134,3 +139,17 @@ class ImplicitPRM:
             for name, p in self.parameters.items():
                 p.copy_(state["weights"][name].to(p.device))
         self.optimizer.load_state_dict(state["optimizer"])
+
+
+def save_prm(prm: ImplicitPRM, folder: str | os.PathLike) -> None:
+    """Write the PRM's `state_dict()` to `folder/PRM_FILE`."""
+    torch.save(prm.state_dict(), os.path.join(folder, PRM_FILE))
+
+
+def load_prm(prm: ImplicitPRM, folder: str | os.PathLike) -> bool:
+    """Restore the PRM from `folder/PRM_FILE`; False (nothing changed) when the file is absent."""
+    path = os.path.join(folder, PRM_FILE)
+    if not os.path.isfile(path):
+        return False
+    prm.load_state_dict(torch.load(path, map_location="cpu", weights_only=False))
+    return True

@@ -21,6 +21,10 @@ HELP = {
     "resume": "continue from OUT_DIR/checkpoint when it exists",
     "model": "smollm2-135m (offline default), a local HF folder or a hub name",
     "lora_rank": "LoRA rank (0: train all weights)",
+    "init_adapter": "start from this PEFT LoRA adapter folder (e.g. `warm-start` output); its rank replaces "
+    "--lora-rank",
+    "games_seed": "seed of the generated games",
+    "task_types": "comma-separated ALFWorld task types to train on (default: all six)",
     "games_dir": "folder of ALFWorld games (default: the cached generated set)",
     "games_per_type": "generated games per ALFWorld task type (6 types)",
     "groups_per_iter": "tasks per iteration",

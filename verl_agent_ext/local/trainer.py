@@ -4,10 +4,12 @@ One iteration, read top to bottom in `LocalTrainer.train_iteration`:
   1. rollout: `groups_per_iter` tasks x `group_size` episodes through the project's verl agent loop
      (`EnvAgentLoop`, the same code verl's workers run) against `HFServerManager` (verl's server-manager interface
      on a HF model); every environment step becomes one training row.
-  2. credit: advantages from the registered verl estimator `estimator` (gigpo/scpo get the step metadata,
-     anything else is called with verl's standard arguments, as verl's `compute_advantage` does); for istar the
-     PRM adapter first scores the rows and takes its own update (`verl_agent_ext.local.prm`).
-  3. update: `ppo_epochs` passes over the rows in micro-batches; the loss is verl's policy loss / KL / aggregation
+  2. old log-probs (only when needed: ppo_epochs > 1, an estimator reading `step_entropy`, or istar): one no-grad
+     pass over the rows under the rollout policy, as verl's old-log-prob pass; writes each row's `step_entropy`.
+  3. credit: advantages from the registered verl estimator `estimator` (gigpo/scpo/empg/istar get the step
+     metadata, anything else is called with verl's standard arguments, as verl's `compute_advantage` does); for
+     istar the PRM adapter first scores the rows and takes its own update (`verl_agent_ext.local.prm`).
+  4. update: `ppo_epochs` passes over the rows in micro-batches; the loss is verl's policy loss / KL / aggregation
      (`verl_agent_ext.local.loss`), gradients accumulate to one optimizer step per mini-batch (all rows).
 Each iteration appends a metrics record (JSONL), prints a table row, redraws the learning curve and checkpoints.
 Ctrl-C before the optimizer step abandons the iteration (the weights are still those of the last completed one),
@@ -29,14 +31,18 @@ from uuid import uuid4
 import numpy as np
 import torch
 
+from verl_agent_ext.agent.state_score_store import STATE_FILE, load_state, run_score_store, save_state
+from verl_agent_ext.credit.empg import STEP_ENTROPY_KEY
+from verl_agent_ext.credit.istar import istar_config_from
 from verl_agent_ext.local.advantages import ZERO_ADVANTAGE, compute_advantages, estimator_fn
 from verl_agent_ext.local.batch import StepRows, step_rows
-from verl_agent_ext.local.checkpoint import find_checkpoint, load_checkpoint, load_extra, save_checkpoint
+from verl_agent_ext.local.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from verl_agent_ext.local.config import LocalTrainConfig, actor_config, compose_verl_config
 from verl_agent_ext.local.hf_server import HFServerManager
 from verl_agent_ext.local.loss import actor_loss, set_global_batch_info
 from verl_agent_ext.local.metrics import MetricsLog, plot_learning_curve, table_header, table_row
-from verl_agent_ext.local.model import add_lora, load_policy
+from verl_agent_ext.local.model import add_lora, load_adapter, load_policy
+from verl_agent_ext.local.prm import PRM_FILE, ImplicitPRM, load_prm, save_prm
 
 logger = logging.getLogger(__name__)
 
@@ -66,10 +72,14 @@ class LocalTrainer:
 
         estimator_fn(config.estimator)  # fail fast: unknown names raise listing the registered ones
         self.verl_config = compose_verl_config(config)
+        self.scores = run_score_store(config.estimator, self.verl_config.algorithm)  # 3SPO's state scores, else None
+        self._scores_before: dict | None = None  # the table as of the last completed iteration, while one runs
         self.actor_config = actor_config(self.verl_config)
 
         self.model, self.tokenizer = load_policy(config.model, self.device)
-        if config.lora_rank > 0:
+        if config.init_adapter:
+            self.model = load_adapter(self.model, config.init_adapter)
+        elif config.lora_rank > 0:
             self.model = add_lora(self.model, config.lora_rank, config.lora_alpha)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
         optim = self.verl_config.actor_rollout_ref.actor.optim
@@ -85,7 +95,7 @@ class LocalTrainer:
             garbage_tokens=config.garbage_tokens,
         )
         self.prm = self._make_prm() if config.estimator == "istar" else None
-        self.tasks = _load_tasks(config)
+        self.tasks = load_tasks(config)
         self.env_pool = _make_env_pool(config)
         self.metrics = MetricsLog(self.out_dir / "metrics.jsonl")
         self.iteration = 0  # completed iterations
@@ -94,8 +104,10 @@ class LocalTrainer:
         saved = find_checkpoint(self.out_dir / "checkpoint") if config.resume else None
         if saved is not None:
             self.iteration = load_checkpoint(saved, self.model, self.optimizer)
-            if self.prm is not None:
-                self.prm.load_state_dict(load_extra(saved)["prm"])
+            if self.scores is not None and not load_state(self.scores, saved):
+                raise ValueError(f"{saved} has no 3SPO state-score table ({STATE_FILE})")
+            if self.prm is not None and not load_prm(self.prm, saved):
+                raise ValueError(f"{saved} has no iStar PRM state ({PRM_FILE})")
             self.metrics.truncate_after(self.iteration)
             self.log(f"[train-local] resumed from {saved} after iteration {self.iteration}")
         elif not config.resume:
@@ -138,9 +150,17 @@ class LocalTrainer:
         rows, rollout_metrics = self.rollout(iteration)
         record.update(rollout_metrics)
 
+        old_log_probs = None
+        if self.needs_old_log_prob_pass:
+            self.progress(f"[iter {iteration}] old log-probs and step entropy of {len(rows)} step rows ...")
+            old_log_prob_started = time.perf_counter()
+            old_log_probs, old_log_prob_metrics = self.old_log_prob_pass(rows)
+            record.update(old_log_prob_metrics)
+            record["time/old_log_prob"] = time.perf_counter() - old_log_prob_started
+
         if self.prm is not None:  # iStar: score the batch with the PRM, then update the PRM, then the policy
             prm_started = time.perf_counter()
-            record.update(self.prm.score_and_update(rows))
+            record.update(self.prm.score_and_update(rows, old_log_probs))
             record["time/prm"] = time.perf_counter() - prm_started
             self.progress(
                 f"[iter {iteration}] PRM: pair loss {record['istar/loss']:.4f} over {record['istar/pairs']:.0f} "
@@ -149,6 +169,7 @@ class LocalTrainer:
 
         self.progress(f"[iter {iteration}] credit ({self.config.estimator}) over {len(rows)} step rows ...")
         credit_started = time.perf_counter()
+        self._scores_before = None if self.scores is None else self.scores.state_dict()  # 3SPO: updated by credit
         advantages, credit_metrics = self.compute_advantages(rows)
         record.update(credit_metrics)
         record["time/credit"] = time.perf_counter() - credit_started
@@ -156,10 +177,11 @@ class LocalTrainer:
         self.progress(f"[iter {iteration}] update ...")
         update_started = time.perf_counter()
         try:
-            record.update(self.update(rows, advantages))  # protects itself from its optimizer step on
+            record.update(self.update(rows, advantages, old_log_probs))  # protects itself from its optimizer step on
             record["time/update"] = time.perf_counter() - update_started
             record["time/iteration"] = time.perf_counter() - started
             self.iteration = iteration
+            self._scores_before = None
             self.metrics.append(record)
             title = f"{self.config.estimator} / {self.config.model}"
             plot_learning_curve(self.metrics.read(), self.out_dir / "learning_curve.png", title)
@@ -173,8 +195,6 @@ class LocalTrainer:
 
     def rollout(self, iteration: int) -> tuple[StepRows, dict[str, float]]:
         """Play `groups_per_iter` tasks x `group_size` episodes concurrently; one row per environment step."""
-        from verl_agent_ext.agent.env_agent_loop import build_agent_loop
-
         config = self.config
         rng = random.Random(config.seed * 1_000_003 + iteration)
         tasks = (
@@ -182,78 +202,118 @@ class LocalTrainer:
             if len(self.tasks) >= config.groups_per_iter
             else [rng.choice(self.tasks) for _ in range(config.groups_per_iter)]
         )
-        sampling_params = {
-            "temperature": config.temperature,
-            "top_p": config.top_p,
-            "top_k": -1,
-            "logprobs": True,
-        }
-
-        finished: list[bool] = []
-
-        async def play(task, uid: str):
-            loop = build_agent_loop(self.verl_config, self.server, self.tokenizer, env_pools=[self.env_pool])
-            row = {"env_name": task.env, "task_id": task.task_id, "task_type": task.task_type, "split": task.split}
-            try:
-                outputs = await loop.run(dict(sampling_params), **row)
-            finally:
-                self.server.target_batch_size -= 1  # one episode fewer will send requests
-            finished.append(outputs[-1].extra_fields["episode_success"])
-            self.progress(
-                f"[iter {iteration}]   episode {len(finished)}/{len(tasks) * config.group_size}: "
-                f"{len(outputs)} steps, {'won' if finished[-1] else 'not won'}"
-            )
-            return uid, outputs
-
-        async def play_all():
-            groups = [(task, uuid4().hex) for task in tasks]
-            return await asyncio.gather(*(play(task, uid) for task, uid in groups for _ in range(config.group_size)))
-
         generation_before = self.server.stats["generate_seconds"]
         tokens_before = self.server.stats["generated_tokens"]
         started = time.perf_counter()
-        self.server.target_batch_size = len(tasks) * config.group_size
-        episodes = asyncio.run(play_all())
+        episodes = self.play(tasks, config.group_size, config.temperature, f"iter {iteration}")
         wall = time.perf_counter() - started
         generation = self.server.stats["generate_seconds"] - generation_before
 
         outputs = [output for _, episode in episodes for output in episode]
         uids = [uid for uid, episode in episodes for _ in episode]
         rows = step_rows(outputs, uids)
-        finals = [episode[-1].extra_fields for _, episode in episodes]
-        valid = rows.non_tensor_batch["is_action_valid"].astype(bool)
         metrics = {
-            "rollout/episodes": float(len(episodes)),
+            **episode_metrics(episodes, "rollout"),
             "rollout/steps": float(len(rows)),
-            "rollout/success_rate": float(np.mean([bool(f["episode_success"]) for f in finals])),
-            "rollout/invalid_action_rate": float(1.0 - valid.mean()),
-            "rollout/episode_length": float(np.mean([len(episode) for _, episode in episodes])),
             "rollout/response_tokens_mean": float(rows.response_mask.sum(-1).float().mean()),
             "rollout/generated_tokens": float(self.server.stats["generated_tokens"] - tokens_before),
             "time/generation": generation,
             "time/environment": wall - generation,
             "time/rollout": wall,
         }
-        for task_type in sorted({f["task_type"] for f in finals}):
-            wins = [bool(f["episode_success"]) for f in finals if f["task_type"] == task_type]
-            metrics[f"rollout/success_rate/{task_type}"] = float(np.mean(wins))
+        if self.scores is not None:  # 3SPO's branching rollout
+            metrics.update({f"rollout/branch_{name}": float(value) for name, value in self.tree_totals.items()})
+            metrics["rollout/rows_per_group"] = float(len(rows)) / len(tasks)
         return rows, metrics
 
-    # -- 2. credit ---------------------------------------------------------------------------------------------
+    def evaluate(self, tasks: list, temperature: float = 0.0) -> dict[str, float]:
+        """Success and invalid-action rates of one episode per task with the current policy (no update).
+
+        temperature: 0 is greedy decoding. Keys as the rollout's, prefixed "eval/".
+        """
+        return episode_metrics(self.play(tasks, 1, temperature, "eval"), "eval")
+
+    def play(self, tasks: list, group_size: int, temperature: float, label: str) -> list[tuple[str, list]]:
+        """Play every task `group_size` times through the agent loop, concurrently as far as the env pool allows.
+
+        Returns one (group uid, list of the episode's `AgentLoopOutput`s) per episode, tasks in order.
+        """
+        from verl_agent_ext.agent.env_agent_loop import build_agent_loop
+
+        sampling_params = {"temperature": temperature, "top_p": self.config.top_p, "top_k": -1, "logprobs": True}
+        total = len(tasks) * group_size
+        capacity = self.config.groups_per_iter * self.config.group_size  # environments in the pool
+        finished: list[bool] = []
+
+        async def play_one(task, uid: str):
+            loop = build_agent_loop(self.verl_config, self.server, self.tokenizer, env_pools=[self.env_pool])
+            row = {"env_name": task.env, "task_id": task.task_id, "task_type": task.task_type, "split": task.split}
+            try:
+                outputs = await loop.run(dict(sampling_params), **row)
+            finally:
+                # episodes still to send requests: the live ones, at most one per environment
+                self.server.target_batch_size = min(total - len(finished) - 1, capacity)
+            finished.append(any(output.extra_fields["episode_success"] for output in outputs))
+            tree = getattr(loop, "last_tree_stats", None)  # 3SPO's branching rollout: several trajectories
+            if tree is not None:
+                for name in self.tree_totals:
+                    self.tree_totals[name] += getattr(tree, name)
+            self.progress(
+                f"[{label}]   episode {len(finished)}/{total}: "
+                f"{len(outputs)} steps, {'won' if finished[-1] else 'not won'}"
+            )
+            return uid, outputs
+
+        async def play_all():
+            groups = [(task, uuid4().hex) for task in tasks]
+            return await asyncio.gather(*(play_one(task, uid) for task, uid in groups for _ in range(group_size)))
+
+        self.tree_totals = {"forks": 0, "stops": 0, "replays": 0}
+        self.server.target_batch_size = min(total, capacity)
+        return asyncio.run(play_all())
+
+    # -- 2. old log-probs --------------------------------------------------------------------------------------
+
+    @property
+    def needs_old_log_prob_pass(self) -> bool:
+        """ppo_epochs > 1 (the data's policy differs from the updated one), the estimator reads step_entropy, or
+        iStar's PRM needs log pi_old."""
+        from verl_agent_ext.verl_plugin.estimators import EXTRA_METADATA_KEYS
+
+        reads_entropy = STEP_ENTROPY_KEY in EXTRA_METADATA_KEYS.get(self.config.estimator, ())
+        return self.config.ppo_epochs > 1 or reads_entropy or self.prm is not None
+
+    def old_log_prob_pass(self, rows: StepRows) -> tuple[torch.Tensor, dict[str, float]]:
+        """(rows, R) log-probs of the responses under the current (= rollout) policy, and metrics.
+
+        Also writes `rows.non_tensor_batch["step_entropy"]` (rows,): the mean token entropy of each step's response
+        tokens, at the rollout temperature (verl's `entropy` of the old-log-prob pass, averaged per row).
+        """
+        log_probs, entropy = self._forward_no_grad(rows, range(len(rows)), with_entropy=True)
+        entropy = entropy.cpu()
+        mask = rows.response_mask.to(entropy.dtype)
+        step_entropy = (entropy * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+        rows.non_tensor_batch[STEP_ENTROPY_KEY] = step_entropy.double().numpy()
+        return log_probs, {"actor/entropy": float((entropy * mask).sum() / mask.sum().clamp(min=1))}
+
+    # -- 3. credit ---------------------------------------------------------------------------------------------
 
     def compute_advantages(self, rows: StepRows) -> tuple[torch.Tensor, dict[str, float]]:
         """(rows, R) advantages from the configured estimator, and its diagnostics."""
         return compute_advantages(self.config.estimator, rows, self.verl_config.algorithm)
 
-    # -- 3. update ---------------------------------------------------------------------------------------------
+    # -- 4. update ---------------------------------------------------------------------------------------------
 
-    def update(self, rows: StepRows, advantages: torch.Tensor) -> dict[str, float]:
+    def update(
+        self, rows: StepRows, advantages: torch.Tensor, old_log_probs: torch.Tensor | None = None
+    ) -> dict[str, float]:
         """`ppo_epochs` passes of micro-batches; one optimizer step per pass (all rows form one mini-batch).
 
         With one pass, the data's policy is the current one, so old_log_prob = log_prob.detach() (verl's on-policy
-        shortcut); otherwise old log-probs are computed first. Rows whose advantage is zero on every token
-        (|A| <= ZERO_ADVANTAGE) are skipped when neither KL nor entropy terms are on: their loss and gradient are
-        zero, and verl's aggregation divides by the token count of the whole mini-batch (`global_batch_info`).
+        shortcut); otherwise the old log-probs (rows, R) of `old_log_prob_pass` (computed here when None). Rows whose
+        advantage is zero on every token (|A| <= ZERO_ADVANTAGE) are skipped when neither KL nor entropy terms are
+        on: their loss and gradient are zero, and verl's aggregation divides by the token count of the whole
+        mini-batch (`global_batch_info`).
         """
         config, actor = self.config, self.actor_config
         set_global_batch_info(actor, int(rows.response_mask.sum()), len(rows))
@@ -261,7 +321,8 @@ class LocalTrainer:
         # max |A| below ZERO_ADVANTAGE is float noise of an all-equal group (e.g. every step invalid)
         active = [i for i in range(len(rows)) if needs_all_rows or advantages[i].abs().max() > ZERO_ADVANTAGE]
         on_policy = config.ppo_epochs == 1
-        old_log_probs = None if on_policy else self._log_probs(rows, range(len(rows)))
+        if not on_policy and old_log_probs is None:
+            old_log_probs, _ = self.old_log_prob_pass(rows)
         ref_log_probs = None
         if actor.use_kl_loss:
             with self.model.disable_adapter():
@@ -306,14 +367,22 @@ class LocalTrainer:
                 totals[key] = float(np.mean(values))
         return totals
 
-    @torch.no_grad()
     def _log_probs(self, rows: StepRows, index) -> torch.Tensor:
         """(len(index), R) log-probs of the response tokens under the current model, in micro-batches, no grad."""
+        return self._forward_no_grad(rows, index)[0]
+
+    @torch.no_grad()
+    def _forward_no_grad(
+        self, rows: StepRows, index, with_entropy: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`_forward` over rows `index` in micro-batches, no grad: log-probs and (when asked) entropies (len, R)."""
         index = list(index)
         chunks = [
             index[i : i + self.config.micro_batch_size] for i in range(0, len(index), self.config.micro_batch_size)
         ]
-        return torch.cat([self._forward(rows, chunk)[0] for chunk in chunks])
+        outputs = [self._forward(rows, chunk, with_entropy) for chunk in chunks]
+        entropy = torch.cat([output[1] for output in outputs]) if with_entropy else None
+        return torch.cat([output[0] for output in outputs]), entropy
 
     def _forward(
         self, rows: StepRows, index: list[int], with_entropy: bool = False
@@ -354,10 +423,8 @@ class LocalTrainer:
 
     # -- checkpoints and interrupts ----------------------------------------------------------------------------
 
-    def _make_prm(self):
-        from verl_agent_ext.credit.istar import istar_config_from
-        from verl_agent_ext.local.prm import ImplicitPRM
-
+    def _make_prm(self) -> ImplicitPRM:
+        """iStar's PRM adapter on this model, with the AdamW settings of `algorithm.istar` (lr: the policy's)."""
         istar = istar_config_from(self.verl_config.algorithm)
         betas = tuple(self.verl_config.actor_rollout_ref.actor.optim.betas)
         lr = self.config.lr if istar.prm_lr is None else istar.prm_lr
@@ -373,8 +440,18 @@ class LocalTrainer:
         )
 
     def _save(self) -> None:
-        extra = {"prm": self.prm.state_dict()} if self.prm is not None else None
-        save_checkpoint(self.out_dir / "checkpoint", self.model, self.optimizer, self.iteration, self.config, extra)
+        save_checkpoint(
+            self.out_dir / "checkpoint", self.model, self.optimizer, self.iteration, self.config, self._save_extra
+        )
+
+    def _save_extra(self, folder: Path) -> None:
+        """3SPO: the state-score table as of `self.iteration` (an abandoned iteration's update is left out);
+        iStar: the PRM adapter and its optimizer (its step defers a Ctrl-C to the end of the iteration, as the
+        policy's does, so both stay at `self.iteration`)."""
+        if self.scores is not None:
+            save_state(self.scores.state_dict() if self._scores_before is None else self._scores_before, folder)
+        if self.prm is not None:
+            save_prm(self.prm, folder)
 
     def _on_sigint(self, signum, frame) -> None:
         self._stop_requested = True
@@ -398,14 +475,37 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _load_tasks(config: LocalTrainConfig):
+def episode_metrics(episodes: list[tuple[str, list]], prefix: str) -> dict[str, float]:
+    """Success, invalid-action rate, length and per-task-type success of played episodes (`LocalTrainer.play`).
+
+    Counted per trajectory: a 3SPO branching session returns several, whose rows share their episode fields.
+    """
+    finals = list({o.extra_fields["traj_uid"]: o.extra_fields for _, episode in episodes for o in episode}.values())
+    valid = [bool(output.extra_fields["is_action_valid"]) for _, episode in episodes for output in episode]
+    metrics = {
+        f"{prefix}/episodes": float(len(finals)),
+        f"{prefix}/success_rate": float(np.mean([bool(f["episode_success"]) for f in finals])),
+        f"{prefix}/invalid_action_rate": float(1.0 - np.mean(valid)),
+        f"{prefix}/episode_length": float(np.mean([f["episode_length"] for f in finals])),
+    }
+    for task_type in sorted({f["task_type"] for f in finals}):
+        wins = [bool(f["episode_success"]) for f in finals if f["task_type"] == task_type]
+        metrics[f"{prefix}/success_rate/{task_type}"] = float(np.mean(wins))
+    return metrics
+
+
+def load_tasks(config: LocalTrainConfig, split: str = "train") -> list:
+    """ALFWorld tasks of `split`: games under `games_dir`, else the cached generated set; only `task_types`."""
     if config.env != "alfworld":
         raise ValueError(f"train-local plays env 'alfworld' for now, got {config.env!r}")
     from verl_agent_ext.envs.alfworld.games import generated_tasks, list_tasks
 
     if config.games_dir:
-        return list_tasks("train", games_dir=config.games_dir)
-    return generated_tasks("train", per_type=config.games_per_type, seed=config.seed)
+        tasks = list_tasks(split, games_dir=config.games_dir)
+    else:
+        tasks = generated_tasks(split, per_type=config.games_per_type, seed=config.games_seed)
+    wanted = [t for t in config.task_types.split(",") if t]
+    return [task for task in tasks if task.task_type in wanted] if wanted else tasks
 
 
 def _make_env_pool(config: LocalTrainConfig):

@@ -60,7 +60,7 @@ def _export(model: str | None, path: Path) -> None:
     axes = {0: "batch", 1: "tokens"}
     with torch.inference_mode():
         torch.onnx.export(
-            Pooled(),
+            Pooled().eval(),  # the exporter restores the wrapper's mode afterwards, recursively: keep it eval
             (example, example, torch.zeros_like(example)),
             str(tmp),
             input_names=["input_ids", "attention_mask", "token_type_ids"],

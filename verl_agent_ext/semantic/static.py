@@ -92,7 +92,7 @@ def distill_tokens(
 
     encoder = load_bi_encoder(model, "cpu")
     tokenizer = encoder.tokenizer
-    transformer = encoder[0].auto_model
+    transformer = encoder[0].auto_model.eval()
     ids = np.asarray(token_ids, dtype=np.int64)
     out = np.zeros((len(ids), transformer.config.hidden_size), dtype=np.float32)
     with torch_threads(threads), torch.inference_mode():

@@ -1,23 +1,23 @@
-"""verl advantage estimators `gigpo`, `scpo` and `istar`, registered in verl's `ADV_ESTIMATOR_REGISTRY` on import.
+"""verl estimators `gigpo`, `scpo`, `sspo` (alias `3spo`), `empg` and `istar`, registered in verl's registry on import.
 
 Public API (stable):
 
     compute_step_advantage(name, token_level_rewards, response_mask, index, config, non_tensor_batch)
         -> (advantages, returns, diagnostics)
-        name: "gigpo" | "scpo" | "istar". token_level_rewards, response_mask: (bs, response_len); the episode
-        return sits on (sums over) each step sample's response tokens. index: (bs,) uid or None (then
-        non_tensor_batch["uid"]).
+        name: "gigpo" | "scpo" | "sspo" | "3spo" | "empg" | "istar". token_level_rewards, response_mask:
+        (bs, response_len); the episode return sits on (sums over) each step sample's response tokens. index: (bs,)
+        uid or None (then non_tensor_batch["uid"]).
         config: verl's `algorithm` section (DictConfig), a dict, a GiGPOConfig/SCPOConfig, or None (defaults).
         non_tensor_batch: dict of (bs,) arrays with keys REQUIRED_METADATA_KEYS (uid, traj_uid, step_index,
-        anchor_obs, action_text, step_reward, is_action_valid, episode_success), plus the estimator's
-        OPTIONAL_METADATA_KEYS (istar: prm_step_reward, the implicit PRM's step reward per row).
-        advantages: (bs, response_len) A = A^E + w * A^S broadcast over tokens, masked.
+        anchor_obs, action_text, step_reward, is_action_valid, episode_success); sspo also next_anchor_obs; plus the
+        estimator's EXTRA_METADATA_KEYS (empg: step_entropy; istar: prm_step_reward).
+        advantages: (bs, response_len) A = A^E + w * A^S (empg: entropy-modulated) broadcast over tokens, masked.
         returns: (bs, response_len) the step returns used by the step channel (SCPO: shaped), masked.
         diagnostics: dict[str, float] for metrics (step-group sizes; SCPO credit shares, mean credit, matches).
 
-    compute_gigpo_advantage / compute_scpo_advantage / compute_istar_advantage(token_level_rewards, response_mask,
-        index=None, config=None, non_tensor_batch=None, **kwargs) -> (advantages, returns)
-        The functions verl calls by name (`algorithm.adv_estimator=gigpo|scpo|istar`).
+    compute_gigpo_advantage / compute_scpo_advantage / compute_sspo_advantage / compute_empg_advantage /
+    compute_istar_advantage(token_level_rewards, response_mask, index=None, config=None, non_tensor_batch=None,
+        **kwargs) -> (advantages, returns): the functions verl calls by name (`algorithm.adv_estimator=...`).
 
     last_diagnostics() -> dict[str, float]
         Diagnostics of the most recent estimator call in this process (for a trainer hook that only sees verl's
@@ -34,19 +34,29 @@ import torch
 from verl.trainer.ppo import core_algos
 
 from verl_agent_ext.credit import (
+    EMPG_METADATA_KEYS,
     PRM_STEP_REWARD_KEY,
     REQUIRED_METADATA_KEYS,
+    compute_empg,
     compute_gigpo,
     compute_istar,
     compute_scpo,
     step_batch_from_metadata,
+    step_entropy_from_metadata,
 )
+from verl_agent_ext.verl_plugin.sspo import sspo_credit
 
-STEP_ESTIMATORS: dict[str, Callable] = {"gigpo": compute_gigpo, "scpo": compute_scpo, "istar": compute_istar}
-OPTIONAL_METADATA_KEYS: dict[str, dict[str, str]] = {
-    "istar": {PRM_STEP_REWARD_KEY: "the implicit PRM's step reward, from train-local's PRM or the plugin's PRM worker"},
+STEP_ESTIMATORS: dict[str, Callable] = {
+    "gigpo": compute_gigpo,
+    "scpo": compute_scpo,
+    "sspo": sspo_credit,
+    "3spo": sspo_credit,
+    "empg": compute_empg,
+    "istar": compute_istar,
 }
-"""Per estimator, the optional non_tensor_batch keys it needs (passed as keyword arguments) and who provides them."""
+ESTIMATORS_READING_METADATA = frozenset({"sspo", "3spo"})  # called as fn(batch, config, metadata)
+EXTRA_METADATA_KEYS: dict[str, tuple[str, ...]] = {"empg": EMPG_METADATA_KEYS, "istar": (PRM_STEP_REWARD_KEY,)}
+"""Per-row keys an estimator reads beyond REQUIRED_METADATA_KEYS (trainers fill them only when asked)."""
 _last_diagnostics: dict[str, float] = {}
 
 
@@ -68,23 +78,22 @@ def compute_step_advantage(
         metadata.setdefault("uid", np.asarray(index))
     episode_return = token_level_rewards.detach().sum(dim=-1).double().cpu().numpy()
     batch = step_batch_from_metadata(metadata, episode_return)
-    result = STEP_ESTIMATORS[name](batch, config, **_optional_metadata(name, metadata, len(batch)))
+    if name == "empg":
+        # rows without response tokens (verl's padding rows, empty answers) stay out of EMPG's batch statistics
+        active = (response_mask.sum(dim=-1) > 0).cpu().numpy()
+        result = compute_empg(batch, step_entropy_from_metadata(metadata, len(batch)), config, active)
+    elif name == "istar":
+        result = compute_istar(batch, config, metadata.get(PRM_STEP_REWARD_KEY))
+    elif name in ESTIMATORS_READING_METADATA:
+        result = STEP_ESTIMATORS[name](batch, config, metadata)
+    else:
+        result = STEP_ESTIMATORS[name](batch, config)
     mask = response_mask.to(token_level_rewards.dtype)
     advantages = torch.as_tensor(result.advantage, dtype=mask.dtype, device=mask.device).unsqueeze(-1) * mask
     returns = torch.as_tensor(result.step_return, dtype=mask.dtype, device=mask.device).unsqueeze(-1) * mask
     _last_diagnostics.clear()
     _last_diagnostics.update(result.diagnostics)
     return advantages, returns, dict(result.diagnostics)
-
-
-def _optional_metadata(name: str, metadata: Mapping[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
-    """The optional keys estimator `name` declares, as (bs,) arrays; a missing key raises naming its provider."""
-    extra = {}
-    for key, provider in OPTIONAL_METADATA_KEYS.get(name, {}).items():
-        if key not in metadata:
-            raise ValueError(f"adv_estimator={name} needs the per-row non_tensor_batch key {key!r} ({provider})")
-        extra[key] = np.asarray(metadata[key], dtype=np.float64).reshape(rows)
-    return extra
 
 
 def last_diagnostics() -> dict[str, float]:
@@ -122,6 +131,36 @@ def compute_scpo_advantage(
     return advantages, returns
 
 
+def compute_sspo_advantage(
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index: np.ndarray | None = None,
+    config: Any = None,
+    non_tensor_batch: Mapping[str, np.ndarray] | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """verl estimator `sspo` / `3spo`: (bs, response_len) advantages and returns (the 3SPO step rewards)."""
+    advantages, returns, _ = compute_step_advantage(
+        "sspo", token_level_rewards, response_mask, index, config, _require_metadata("sspo", non_tensor_batch)
+    )
+    return advantages, returns
+
+
+def compute_empg_advantage(
+    token_level_rewards: torch.Tensor,
+    response_mask: torch.Tensor,
+    index: np.ndarray | None = None,
+    config: Any = None,
+    non_tensor_batch: Mapping[str, np.ndarray] | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """verl estimator `empg`: (bs, response_len) advantages and returns. Needs metadata including step_entropy."""
+    advantages, returns, _ = compute_step_advantage(
+        "empg", token_level_rewards, response_mask, index, config, _require_metadata("empg", non_tensor_batch)
+    )
+    return advantages, returns
+
+
 def compute_istar_advantage(
     token_level_rewards: torch.Tensor,
     response_mask: torch.Tensor,
@@ -149,14 +188,21 @@ def _require_metadata(name: str, non_tensor_batch: Mapping[str, np.ndarray] | No
 
 
 def register_estimators() -> None:
-    """Register `gigpo`, `scpo` and `istar` in verl's registry; idempotent across repeated or duplicate imports.
+    """Register `gigpo`, `scpo`, `sspo`, `3spo`, `empg`, `istar` in verl's registry; idempotent across re-imports.
 
     verl's `register_adv_est` refuses a different function under an existing name. A module imported twice
     (e.g. by path and by package) defines functions from the same source: the first registration is kept. A name taken
     by another package raises with both origins.
     """
-    registered = {"gigpo": compute_gigpo_advantage, "scpo": compute_scpo_advantage, "istar": compute_istar_advantage}
-    for name, fn in registered.items():
+    registered = (
+        ("gigpo", compute_gigpo_advantage),
+        ("scpo", compute_scpo_advantage),
+        ("sspo", compute_sspo_advantage),
+        ("3spo", compute_sspo_advantage),
+        ("empg", compute_empg_advantage),
+        ("istar", compute_istar_advantage),
+    )
+    for name, fn in registered:
         existing = core_algos.ADV_ESTIMATOR_REGISTRY.get(name)
         if existing is None:
             core_algos.register_adv_est(name)(fn)

@@ -6,7 +6,8 @@ step-level estimator (`gigpo`, `scpo`) never sees which trajectory, step and obs
 narrow, version-checked patches, installed when verl imports the patched modules (`post_import`):
 
 1. `verl.trainer.ppo.v1.trainer_base.PPOTrainer._compute_advantage`: reads the rows' `extra_fields` (written by
-   the agent loop) from TransferQueue, makes the step-metadata columns available to (2) for the duration of
+   the agent loop) from TransferQueue, plus `step_entropy` for an estimator that reads it (from the `entropy`
+   the old-log-prob pass wrote), makes the step-metadata columns available to (2) for the duration of
    the call, then adds episode metrics (success overall / per task type, length, invalid rate) and the
    estimator's credit diagnostics to the iteration's metrics.
 2. `verl.trainer.ppo.v1.utils.compute_advantage` (the name the V1 trainer calls): for an estimator whose
@@ -17,7 +18,8 @@ narrow, version-checked patches, installed when verl imports the patched modules
 4. `PPOTrainer.__init__`: `check_config` again, in the process that trains.
 
 `check_config` fails at start-up (verl's `validate_config`, also wrapped) when a step-level estimator is
-selected and the metadata cannot flow: legacy trainer, unsupported verl version, or a patch that failed; or when
+selected and the metadata cannot flow: legacy trainer, unsupported verl version, a patch that failed, or (for an
+estimator reading `step_entropy`) a rollout-correction bypass mode that skips the old-log-prob pass; or when
 the env agent loop runs with a reward model. The `validate_config` wrapper also lets env-loop runs count the
 mini-batch in step rows and makes every Ray process of the run import the plugin loudly.
 The upstream change in `upstream/` makes verl do (2) itself; (1) stays until the V1 trainer forwards extras.
@@ -39,6 +41,7 @@ import numpy as np
 import torch
 
 from verl_agent_ext.agent import AGENT_LOOP_NAME, EPISODE_KEYS, STEP_METADATA_KEYS
+from verl_agent_ext.credit.empg import STEP_ENTROPY_KEY
 from verl_agent_ext.verl_plugin.agent_loop_registry import check_config_before_init, uses_env_agent_loop
 from verl_agent_ext.verl_plugin.metrics import combine_credit_diagnostics, episode_metrics
 from verl_agent_ext.verl_plugin.post_import import when_imported
@@ -224,6 +227,11 @@ def compute_advantage_with_step_metadata(original: Callable[..., Any], tq: Modul
             return original(self, batch, metrics)
         real = ~np.asarray(is_padding, dtype=bool)
         pending = {name: columns[name] for name in STEP_METADATA_KEYS}
+        if STEP_ENTROPY_KEY in _extra_metadata_keys(algorithm.adv_estimator):
+            fetched = tq.kv_batch_get(
+                keys=batch.keys, partition_id=batch.partition_id, select_fields=["entropy", "response_mask"]
+            )
+            pending[STEP_ENTROPY_KEY] = step_entropy_column(fetched.to_padded_tensor())
         token = _step_metadata.set({**pending, PADDING_COLUMN: ~real})
         try:
             result = original(self, batch, metrics)
@@ -238,6 +246,21 @@ def compute_advantage_with_step_metadata(original: Callable[..., Any], tq: Modul
 
     _compute_advantage.__verl_agent_ext_patch__ = True
     return _compute_advantage
+
+
+def step_entropy_column(fields: Any) -> np.ndarray:
+    """(bs,) `step_entropy`: mean of the old-log-prob pass's token `entropy` (bs, R) over `response_mask` (bs, R).
+
+    verl computes that entropy at the rollout temperature. Rows without response tokens (padding) get 0.
+    """
+    mask = fields["response_mask"].to(fields["entropy"].dtype)
+    return ((fields["entropy"] * mask).sum(-1) / mask.sum(-1).clamp(min=1)).double().cpu().numpy()
+
+
+def _extra_metadata_keys(adv_estimator: Any) -> tuple[str, ...]:
+    from verl_agent_ext.verl_plugin import estimators
+
+    return estimators.EXTRA_METADATA_KEYS.get(estimator_name(adv_estimator), ())
 
 
 def _credit_diagnostics(name: str) -> dict[str, float]:
@@ -417,7 +440,7 @@ def check_config(config: Any) -> None:
     valid `env` section. A step-level estimator also needs both patches installed (this imports verl's V1
     trainer modules, which installs them in this process). Other runs: no-op.
     """
-    from verl_agent_ext.verl_plugin import estimators  # noqa: F401  (the step estimators must be registered)
+    from verl_agent_ext.verl_plugin import estimators, sspo  # noqa: F401  (the step estimators must be registered)
 
     algorithm = config.get("algorithm") or {}
     name = estimator_name(algorithm.get("adv_estimator", "gae"))
@@ -442,6 +465,7 @@ def check_config(config: Any) -> None:
     from verl_agent_ext.agent.config import EnvLoopConfig
 
     EnvLoopConfig.from_mapping(config.get("env"))
+    sspo.check_config(config)
     if not step_estimator:
         return
     import importlib
@@ -460,6 +484,13 @@ def check_config(config: Any) -> None:
             f"algorithm.adv_estimator={name} needs the verl_agent_ext step-metadata hook, which is not installed: "
             f"{broken}. Use verl >=0.9.1,<0.10 with verl_agent_ext installed (plugins on: "
             "VERL_USE_EXTERNAL_PLUGINS unset or naming verl_agent_ext)."
+        )
+    rollout_correction = algorithm.get("rollout_correction") or {}
+    if STEP_ENTROPY_KEY in _extra_metadata_keys(name) and rollout_correction.get("bypass_mode", False):
+        raise ValueError(
+            f"algorithm.adv_estimator={name} reads each step's policy entropy from verl's old-log-prob pass, which "
+            "algorithm.rollout_correction.bypass_mode=True skips (old log-probs are copied from the rollout, no "
+            "entropy is computed). Set algorithm.rollout_correction.bypass_mode=False (decoupled mode)."
         )
     if default_loop != AGENT_LOOP_NAME:
         logger.warning(

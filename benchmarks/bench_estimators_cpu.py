@@ -1,0 +1,167 @@
+"""Sample efficiency of advantage estimators from the same warm start on the CPU: held-out success vs env steps.
+
+    python benchmarks/bench_estimators_cpu.py --init-adapter runs/alfworld-sft     # full run (estimated ~1 h, 2 cores)
+    python benchmarks/bench_estimators_cpu.py --init-adapter runs/alfworld-sft --estimators grpo,scpo --seeds 0 \
+        --iterations 2                                                          # a reduced run
+
+Every (estimator, seed) run starts from the same warm-started LoRA adapter (`--init-adapter`, made by
+`verl-agent-ext warm-start`, see docs/cpu_training.md), plays the same training tasks in the same order (task
+sampling depends on the seed only) and is evaluated on the same held-out games (generated eval_in_distribution
+split, one episode each) before training and every `--eval-every` iterations. Each run is its own process
+(`--single`), so a native crash in one run cannot take the others down. Writes `results.jsonl` (one line per
+evaluation), `table.md` and `estimators.png` (mean success over seeds against mean cumulative env steps, band =
+min..max over seeds) under --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# The quickstart's settings (examples/quickstart_cpu.sh), shared by every run.
+TRAIN_SETTINGS = {
+    "groups_per_iter": 2,
+    "group_size": 4,
+    "max_steps": 8,
+    "temperature": 1.0,
+    "response_length": 16,
+    "task_types": "pick_and_place_simple",
+    "games_per_type": 12,
+}
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--estimators", default="grpo,gigpo,scpo", help="comma-separated registered estimators")
+    parser.add_argument("--seeds", default="0,1", help="comma-separated run seeds")
+    parser.add_argument("--iterations", type=int, default=6, help="training iterations per run")
+    parser.add_argument("--eval-every", type=int, default=2, help="iterations between held-out evaluations")
+    parser.add_argument("--eval-games", type=int, default=12, help="held-out games per evaluation")
+    parser.add_argument("--eval-temperature", type=float, default=1.0, help="0 = greedy")
+    parser.add_argument("--init-adapter", required=True, help="warm start: a PEFT adapter folder (`warm-start` output)")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_estimators_cpu"))
+    parser.add_argument("--single", default=None, help=argparse.SUPPRESS)  # "estimator,seed": one run, internal
+    return parser.parse_args(argv)
+
+
+def run_one(args: argparse.Namespace, estimator: str, seed: int) -> None:
+    """Train one (estimator, seed) run and append its evaluations to results.jsonl."""
+    from verl_agent_ext.envs.play_cli import interleave_by_type
+    from verl_agent_ext.local.config import LocalTrainConfig
+    from verl_agent_ext.local.trainer import LocalTrainer, load_tasks
+
+    config = LocalTrainConfig(
+        out_dir=str(args.out / f"{estimator}-seed{seed}"),
+        iterations=args.iterations,
+        seed=seed,
+        resume=False,
+        save_every=args.iterations,
+        estimator=estimator,
+        init_adapter=args.init_adapter,
+        **TRAIN_SETTINGS,
+    )
+    trainer = LocalTrainer(config, log=lambda line: None)
+    heldout = interleave_by_type(load_tasks(config, "eval_in_distribution"))[: args.eval_games]
+    env_steps, started = 0, time.perf_counter()
+
+    def evaluate(iteration: int) -> None:
+        metrics = trainer.evaluate(heldout, args.eval_temperature)
+        line = {
+            "estimator": estimator,
+            "seed": seed,
+            "iteration": iteration,
+            "env_steps": env_steps,
+            "success": metrics["eval/success_rate"],
+            "invalid": metrics["eval/invalid_action_rate"],
+            "seconds": time.perf_counter() - started,
+        }
+        with (args.out / "results.jsonl").open("a") as handle:
+            handle.write(json.dumps(line) + "\n")
+        print(json.dumps(line), flush=True)
+
+    try:
+        evaluate(0)
+        for iteration in range(1, args.iterations + 1):
+            record = trainer.train_iteration(iteration)
+            env_steps += int(record["rollout/steps"])
+            if iteration % args.eval_every == 0 or iteration == args.iterations:
+                evaluate(iteration)
+    finally:
+        trainer.close()
+
+
+def summarise(results: list[dict], out: Path) -> str:
+    """Markdown table (mean and min..max over seeds per estimator and evaluation point) and the plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    estimators = list(dict.fromkeys(r["estimator"] for r in results))
+    lines = [
+        "| estimator | iteration | env steps (mean) | held-out success mean | min..max | invalid | seeds |",
+        "|---|---:|---:|---:|---|---:|---:|",
+    ]
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for estimator in estimators:
+        rows = [r for r in results if r["estimator"] == estimator]
+        iterations = sorted({r["iteration"] for r in rows})
+        xs, means, lows, highs = [], [], [], []
+        for iteration in iterations:
+            at = [r for r in rows if r["iteration"] == iteration]
+            success = np.array([r["success"] for r in at])
+            xs.append(float(np.mean([r["env_steps"] for r in at])))
+            means.append(float(success.mean()))
+            lows.append(float(success.min()))
+            highs.append(float(success.max()))
+            invalid = float(np.mean([r["invalid"] for r in at]))
+            lines.append(
+                f"| {estimator} | {iteration} | {xs[-1]:.0f} | {means[-1]:.2f} | {lows[-1]:.2f}..{highs[-1]:.2f} "
+                f"| {invalid:.2f} | {len(at)} |"
+            )
+        axis.plot(xs, means, marker="o", label=estimator)
+        axis.fill_between(xs, lows, highs, alpha=0.2)
+    axis.set_xlabel("environment steps (training)")
+    axis.set_ylabel("held-out success rate")
+    axis.set_ylim(-0.05, 1.05)
+    axis.grid(alpha=0.3)
+    axis.legend()
+    axis.set_title("ALFWorld (generated), SmolLM2-135M from the same warm start; band: min..max over seeds")
+    figure.tight_layout()
+    figure.savefig(out / "estimators.png", dpi=100)
+    plt.close(figure)
+    table = "\n".join(lines)
+    (out / "table.md").write_text(table + "\n")
+    return table
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.single:
+        estimator, seed = args.single.split(",")
+        run_one(args, estimator, int(seed))
+        sys.stdout.flush()
+        os._exit(0)  # skip the interpreter teardown (see local/train_cli.py)
+    (args.out / "results.jsonl").unlink(missing_ok=True)
+    started = time.perf_counter()
+    forwarded = [a for a in (argv if argv is not None else sys.argv[1:])]
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for estimator in args.estimators.split(","):
+            print(f"[bench] {estimator} seed {seed} ...", flush=True)
+            command = [sys.executable, __file__, *forwarded, "--single", f"{estimator},{seed}"]
+            subprocess.run(command, check=True)
+    results = [json.loads(line) for line in (args.out / "results.jsonl").read_text().splitlines()]
+    print(summarise(results, args.out))
+    print(f"[bench] {time.perf_counter() - started:.0f} s in all; plot {args.out / 'estimators.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
