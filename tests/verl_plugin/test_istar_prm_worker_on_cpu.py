@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -18,7 +19,6 @@ from tensordict import TensorDict
 from test_step_metadata_hook_on_cpu import algorithm_config, put_rollouts
 
 from verl_agent_ext.credit import IStarConfig, StepBatch, compute_istar
-from verl_agent_ext.credit.istar import score_prm_batch
 from verl_agent_ext.verl_plugin import istar_prm
 
 
@@ -152,23 +152,51 @@ def run_istar_advantage(tq, store_sessions, istar: dict):
     trainer.istar_prm_wg = RecordingPRMGroup(tq, PRM_VALUE)
     metrics: dict[str, float] = {}
     trainer._compute_advantage(KVBatchMeta(keys=keys, tags=[{} for _ in keys], partition_id="train"), metrics)
-    return trainer, keys, masks.offsets().diff().double().numpy(), metrics
+    return trainer, keys, metrics
+
+
+def softplus(x: float) -> float:
+    return math.log1p(math.exp(x))
+
+
+def sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
 
 
 def test_driver_scores_updates_and_feeds_the_estimator(transfer_queue, store_sessions):
-    trainer, keys, lengths, metrics = run_istar_advantage(transfer_queue, store_sessions, {"step_advantage_w": 1.0})
+    trainer, keys, metrics = run_istar_advantage(transfer_queue, store_sessions, {"step_advantage_w": 1.0})
     sessions = [key.rsplit("_", 1)[0] for key in keys]
-    raw = 0.05 * (np.asarray([PRM_VALUE[s] for s in sessions]) + 1.0) * lengths
-    uid = np.asarray([s.split("_")[0] for s in sessions], dtype=object)
-    success = np.asarray([s in ("g0_0", "g1_0") for s in sessions])
-    expected = score_prm_batch(raw, uid, np.asarray(sessions, dtype=object), success, IStarConfig())
+    # By hand. Session s of task g, step t has 3 + t + s response tokens; log pi_old = -1 on each, so each token
+    # adds PRM_VALUE + 1 and r = 0.05 * (PRM_VALUE + 1) * tokens:
+    #   g0_0 (won):  0.025 * (3, 4, 5) = 0.075, 0.1, 0.125    Q = 0.1
+    #   g0_1 (lost): -0.025 * (4, 5)   = -0.1, -0.125         Q = -0.1125
+    #   g0_2 (lost): 0 * 5             = 0                    Q = 0
+    #   g1_0 (won):  0.01 * (3, 4)     = 0.03, 0.04           Q = 0.035
+    #   g1_1 (lost): -0.01 * (4, 5)    = -0.04, -0.05         Q = -0.045
+    raw = {"g0_0": [0.075, 0.1, 0.125], "g0_1": [-0.1, -0.125], "g0_2": [0.0], "g1_0": [0.03, 0.04]}
+    raw["g1_1"] = [-0.04, -0.05]
+    # pairs (won, lost) within a task: margins Q_w - Q_l = 0.2125, 0.1 (task g0) and 0.08 (task g1)
+    margins = {("g0_0", "g0_1"): 0.2125, ("g0_0", "g0_2"): 0.1, ("g1_0", "g1_1"): 0.08}
+    pair_loss = sum(softplus(-m) for m in margins.values()) / 3  # mean of -log sigmoid(margin) = 0.63029...
+    # c_i = dL/dr_i = sum over the trajectory's pairs of -+sigmoid(-margin) / 3 pairs / steps of the trajectory
+    c = {session: 0.0 for session in raw}
+    for (won, lost), m in margins.items():
+        c[won] -= sigmoid(-m) / 3 / len(raw[won])
+        c[lost] += sigmoid(-m) / 3 / len(raw[lost])
     assert metrics["istar/pairs"] == 3 and metrics["istar/updated"] == 1.0
-    assert metrics["istar/loss"] == pytest.approx(expected.loss)
-    assert metrics["istar/grad_norm"] == 0.5
+    assert metrics["istar/raw_reward_abs_max"] == pytest.approx(0.125)
+    assert metrics["istar/loss"] == pytest.approx(pair_loss, rel=1e-6)  # r is summed from float32 log-probs
+    assert pair_loss == pytest.approx(0.6302916, abs=1e-7)
+    # the worker's own metrics keep their names; its "loss" is the surrogate's value, not the pair loss
+    assert (metrics["istar/grad_norm"], metrics["istar/surrogate_loss"]) == (0.5, 0.1)
     ((extra_info, token_weight),) = trainer.istar_prm_wg.trained
     assert (extra_info["mini_batch_size"], extra_info["epochs"]) == (len(keys), 1)
-    for row, weight in enumerate(token_weight.unbind()):
-        torch.testing.assert_close(weight, torch.full_like(weight, 0.05 * expected.weights[row]))
+    for session, weight in zip(sessions, token_weight.unbind(), strict=True):
+        torch.testing.assert_close(weight, torch.full_like(weight, 0.05 * c[session]))
+    rows = {session: iter(values) for session, values in raw.items()}
+    hand_raw = np.asarray([next(rows[session]) for session in sessions])
+    uid = np.asarray([s.split("_")[0] for s in sessions], dtype=object)
+    success = np.asarray([s in ("g0_0", "g1_0") for s in sessions])
     # the estimator received the normalised step rewards
     stored = transfer_queue.kv_batch_get(keys=keys, partition_id="train", select_fields=["advantages"])
     batch = StepBatch.from_columns(
@@ -179,14 +207,15 @@ def test_driver_scores_updates_and_feeds_the_estimator(transfer_queue, store_ses
         episode_return=np.where(success, 10.0, 0.0),
         is_action_valid=[key != "g0_1_1" for key in keys],
     )
-    direct = compute_istar(batch, trainer.config.algorithm, prm_step_reward=expected.rewards)
+    normalised = hand_raw / (0.125 + 1e-6)  # batch_max: the largest |r| is 0.125
+    direct = compute_istar(batch, trainer.config.algorithm, prm_step_reward=normalised)
     for row, advantage in enumerate(stored["advantages"].unbind()):
         torch.testing.assert_close(advantage, torch.full_like(advantage, float(direct.advantage[row])))
     transfer_queue.kv_clear(keys=keys, partition_id="train")
 
 
 def test_frozen_prm_scores_without_training(transfer_queue, store_sessions):
-    trainer, keys, _, metrics = run_istar_advantage(transfer_queue, store_sessions, {"freeze_prm": True})
+    trainer, keys, metrics = run_istar_advantage(transfer_queue, store_sessions, {"freeze_prm": True})
     assert metrics["istar/updated"] == 0.0 and metrics["istar/pairs"] == 3 and not trainer.istar_prm_wg.trained
     transfer_queue.kv_clear(keys=keys, partition_id="train")
 

@@ -187,9 +187,12 @@ def score_and_update_prm(trainer: Any, batch: Any, columns: dict[str, np.ndarray
             {"global_batch_size": len(batch), "mini_batch_size": len(batch), "epochs": 1, "temperature": temperature}
         )
         result = trainer.istar_prm_wg.train_mini_batch(batch).get()
+        # the worker's "loss" is the surrogate's value (sum_i c_i * beta * sum_k log pi_phi, which only its
+        # gradient matters for), not the pair loss: istar/loss stays the driver's pair loss
+        worker_keys = {"grad_norm": "istar/grad_norm", "lr": "istar/lr", "loss": "istar/surrogate_loss"}
         for key, values in result["metrics"].items():
-            if key in ("grad_norm", "lr", "loss"):
-                metrics[f"istar/{key}"] = float(np.mean(values))
+            if key in worker_keys:
+                metrics[worker_keys[key]] = float(np.mean(values))
     metrics["istar/updated"] = float(updated)
     return scored.rewards
 
@@ -210,9 +213,7 @@ def _patch_trainer(module: ModuleType) -> None:
     if getattr(trainer_cls._compute_advantage, "__verl_agent_ext_patch__", False):
         patch_status = "the step-metadata hook was installed first: the PRM wrapper must be inside it"
         return
-    trainer_cls._setup = _after(
-        trainer_cls._setup, lambda self: uses_istar(self.config) and start_prm_worker_group(self)
-    )
+    trainer_cls._setup = _after(trainer_cls._setup, _start_if_istar)
     trainer_cls._save_checkpoint = _after(trainer_cls._save_checkpoint, _save_prm)
     trainer_cls._compute_advantage = _with_prm_rewards(trainer_cls._compute_advantage)
     patch_status = "installed"
