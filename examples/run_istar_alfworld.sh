@@ -3,7 +3,7 @@
 # published ALFWorld ones (Qwen2.5-1.5B-Instruct, 16 tasks x group 8, max 50 steps, lr 1e-6, KL 0.01, see
 # run_scpo_alfworld.sh); the iStar parts are the released WebShop ones (beta 0.05, batch-max normalisation,
 # PRM lr 1e-6, grad clip 10, step weight 1.0). Add algorithm.istar.freeze_prm=true for the released behaviour.
-# Usage: bash examples/run_istar_alfworld.sh [--dry-run] [hydra overrides]
+# Usage: bash examples/run_istar_alfworld.sh [--cpu] [--dry-run] [hydra overrides]
 set -euo pipefail
 exec bash "$(dirname "${BASH_SOURCE[0]}")/../recipe/scpo/launch.sh" \
   algorithm.adv_estimator=istar \
@@ -13,4 +13,4 @@ exec bash "$(dirname "${BASH_SOURCE[0]}")/../recipe/scpo/launch.sh" \
   algorithm.istar.prm_lr=1e-6 \
   algorithm.istar.prm_grad_clip=10.0 \
   trainer.experiment_name=istar_alfworld_qwen2.5_1.5b \
-  "$@"
+  -- "$@"

@@ -3,7 +3,7 @@
 # max 10 steps, policy lr 5e-7 without KL loss; implicit PRM initialised from the policy, beta 0.05, batch-max
 # normalisation, lr 1e-6, grad clip 10, no weight decay; A = RLOO(episode) + 1.0 * RLOO(step rewards).
 # The PRM is trained (the released code's PRM never was: add algorithm.istar.freeze_prm=true to reproduce it).
-# Usage: bash examples/run_istar_webshop.sh [--dry-run] [hydra overrides]
+# Usage: bash examples/run_istar_webshop.sh [--cpu] [--dry-run] [hydra overrides]
 # Data: verl-agent-ext prepare-data --env webshop --out ~/data/verl-agent-ext/webshop (or set VAE_DATA_DIR).
 set -euo pipefail
 DATA_DIR="${VAE_DATA_DIR:-$HOME/data/verl-agent-ext/webshop}"
@@ -27,4 +27,4 @@ exec bash "$(dirname "${BASH_SOURCE[0]}")/../recipe/scpo/launch.sh" \
   "data.train_files=$DATA_DIR/train.parquet" \
   "data.val_files=$DATA_DIR/val.parquet" \
   trainer.experiment_name=istar_webshop_qwen2.5_7b \
-  "$@"
+  -- "$@"
