@@ -80,11 +80,6 @@ def policy_weights(trainer) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in trainer.model.named_parameters() if ".default." in name}
 
 
-def score_and_update(trainer, rows: StepRows) -> dict[str, float]:
-    """The PRM's step of an iteration on `rows`, with log pi_old from the policy adapter (as the trainer does)."""
-    return trainer.prm.score_and_update(rows, trainer._log_probs(rows, range(len(rows))))
-
-
 def test_istar_iteration_logs_prm_metrics_and_step_rewards(istar_run):
     _, records, _, _ = istar_run
     (record,) = records
@@ -101,9 +96,11 @@ def test_prm_update_reaches_the_weights_and_lowers_the_pair_loss(istar_run):
     rows = fixed_rows(trainer.tokenizer)
     prm_before, policy_before = prm_weights(trainer), policy_weights(trainer)
     losses = []
-    for _ in range(4):
-        metrics = score_and_update(trainer, rows)
+    old = trainer._log_probs(rows, range(len(rows)))  # the policy adapter does not change here
+    for _ in range(3):
+        metrics = trainer.prm.score_and_update(rows, old)
         assert metrics["istar/pairs"] == 1 and metrics["istar/updated"] == 1.0 and metrics["istar/grad_norm"] > 0
+        assert metrics["istar/weight_change"] > 0
         losses.append(metrics["istar/loss"])
     assert all(later < earlier for earlier, later in zip(losses, losses[1:], strict=False)), losses
     assert any(not torch.equal(p, prm_before[name]) for name, p in prm_weights(trainer).items())
@@ -147,10 +144,12 @@ def test_freeze_prm_scores_without_moving_the_weights(istar_run):
     trainer.prm.config = dataclasses.replace(config, freeze_prm=True)
     try:
         before = prm_weights(trainer)
-        metrics = score_and_update(trainer, fixed_rows(trainer.tokenizer))
+        rows = fixed_rows(trainer.tokenizer)
+        metrics = trainer.prm.score_and_update(rows, trainer._log_probs(rows, range(len(rows))))
     finally:
         trainer.prm.config = config
     assert metrics["istar/pairs"] == 1 and metrics["istar/updated"] == 0.0 and metrics["istar/loss"] > 0
+    assert metrics["istar/weight_change"] == 0.0
     assert all(torch.equal(p, before[name]) for name, p in prm_weights(trainer).items())
 
 

@@ -2,23 +2,17 @@
 
 - the surrogate loss in verl's loss-function format (nested log-probs, `no_padding_2_padding`);
 - the worker's `TrainingWorkerConfig` built from the real recipe config;
-- the trainer patch: order inside the step-metadata hook, and the driver step against a real TransferQueue,
-  with the worker group replaced by a recorder that writes known log-probs (a real TrainingWorker needs verl's
-  FSDP engine on a device: see docs/istar.md, "verl: what is tested").
+- the trainer patch: order inside the step-metadata hook (the driver step against a real TransferQueue is in
+  test_step_metadata_hook_on_cpu.py, which already starts Ray; docs/istar.md says what else is tested).
 """
 
 from __future__ import annotations
 
-import math
-from types import SimpleNamespace
-
-import numpy as np
 import pytest
 import torch
 from tensordict import TensorDict
-from test_step_metadata_hook_on_cpu import algorithm_config, put_rollouts
 
-from verl_agent_ext.credit import IStarConfig, StepBatch, compute_istar
+from verl_agent_ext.credit import IStarConfig
 from verl_agent_ext.verl_plugin import istar_prm
 
 
@@ -101,123 +95,6 @@ def test_patch_sits_inside_the_step_metadata_hook():
     assert getattr(trainer._compute_advantage.__wrapped__, istar_prm.PATCH_MARK)  # the PRM, inside it
     assert getattr(trainer._setup, istar_prm.PATCH_MARK) and getattr(trainer._save_checkpoint, istar_prm.PATCH_MARK)
     istar_prm.check_config(recipe_config())  # no error
-
-
-class RecordingPRMGroup:
-    """Stands in for the PRM worker group: writes log pi_phi = a constant per row, records the update call."""
-
-    def __init__(self, tq, prm_value: dict[str, float]):
-        self.tq, self.prm_value, self.trained = tq, prm_value, []
-
-    def infer_batch(self, batch):
-        data = self.tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["prompts"])
-        prompt_lens = data["prompts"].offsets().diff().tolist()
-        lens = self.tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["response_mask"])
-        response_lens = lens["response_mask"].offsets().diff().tolist()
-        rows = [
-            torch.full((p + r,), self.prm_value[key.rsplit("_", 1)[0]])
-            for key, p, r in zip(batch.keys, prompt_lens, response_lens, strict=True)
-        ]
-        fields = TensorDict({"log_probs": torch.nested.as_nested_tensor(rows, layout=torch.jagged)}, len(rows))
-        self.tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=fields)
-        return SimpleNamespace(futures=[])
-
-    def train_mini_batch(self, batch):
-        weights = self.tq.kv_batch_get(
-            keys=batch.keys, partition_id=batch.partition_id, select_fields=[istar_prm.PRM_TOKEN_WEIGHT]
-        )
-        self.trained.append((dict(batch.extra_info), weights[istar_prm.PRM_TOKEN_WEIGHT]))
-        return SimpleNamespace(get=lambda: {"metrics": {"grad_norm": [0.5], "loss": [0.1]}})
-
-
-PRM_VALUE = {"g0_0": -0.5, "g0_1": -1.5, "g0_2": -1.0, "g1_0": -0.8, "g1_1": -1.2}
-"""log pi_phi per token of each session's rows (old log-probs are -1 everywhere): winners g0_0, g1_0 score higher."""
-
-
-def run_istar_advantage(tq, store_sessions, istar: dict):
-    """The stored rows with old log-probs, through verl's patched PPOTrainer._compute_advantage with a recorder."""
-    from transfer_queue import KVBatchMeta
-    from verl.trainer.ppo.v1 import PPOTrainerSync
-    from verl.workers.utils.padding import response_to_nested
-
-    keys = put_rollouts(store_sessions)
-    masks = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=["response_mask"])["response_mask"]
-    old = torch.full((len(keys), int(masks.offsets().diff().max())), -1.0)
-    fields = TensorDict({"old_log_probs": response_to_nested(old, masks)}, len(keys))
-    tq.kv_batch_put(keys=keys, partition_id="train", fields=fields)
-    trainer = object.__new__(PPOTrainerSync)
-    trainer.config = algorithm_config("istar")
-    trainer.config.actor_rollout_ref.rollout.temperature = 1.0
-    trainer.config.algorithm.istar = istar
-    trainer.istar_prm_wg = RecordingPRMGroup(tq, PRM_VALUE)
-    metrics: dict[str, float] = {}
-    trainer._compute_advantage(KVBatchMeta(keys=keys, tags=[{} for _ in keys], partition_id="train"), metrics)
-    return trainer, keys, metrics
-
-
-def softplus(x: float) -> float:
-    return math.log1p(math.exp(x))
-
-
-def sigmoid(x: float) -> float:
-    return 1.0 / (1.0 + math.exp(-x))
-
-
-def test_driver_scores_updates_and_feeds_the_estimator(transfer_queue, store_sessions):
-    trainer, keys, metrics = run_istar_advantage(transfer_queue, store_sessions, {"step_advantage_w": 1.0})
-    sessions = [key.rsplit("_", 1)[0] for key in keys]
-    # By hand. Session s of task g, step t has 3 + t + s response tokens; log pi_old = -1 on each, so each token
-    # adds PRM_VALUE + 1 and r = 0.05 * (PRM_VALUE + 1) * tokens:
-    #   g0_0 (won):  0.025 * (3, 4, 5) = 0.075, 0.1, 0.125    Q = 0.1
-    #   g0_1 (lost): -0.025 * (4, 5)   = -0.1, -0.125         Q = -0.1125
-    #   g0_2 (lost): 0 * 5             = 0                    Q = 0
-    #   g1_0 (won):  0.01 * (3, 4)     = 0.03, 0.04           Q = 0.035
-    #   g1_1 (lost): -0.01 * (4, 5)    = -0.04, -0.05         Q = -0.045
-    raw = {"g0_0": [0.075, 0.1, 0.125], "g0_1": [-0.1, -0.125], "g0_2": [0.0], "g1_0": [0.03, 0.04]}
-    raw["g1_1"] = [-0.04, -0.05]
-    # pairs (won, lost) within a task: margins Q_w - Q_l = 0.2125, 0.1 (task g0) and 0.08 (task g1)
-    margins = {("g0_0", "g0_1"): 0.2125, ("g0_0", "g0_2"): 0.1, ("g1_0", "g1_1"): 0.08}
-    pair_loss = sum(softplus(-m) for m in margins.values()) / 3  # mean of -log sigmoid(margin) = 0.63029...
-    # c_i = dL/dr_i = sum over the trajectory's pairs of -+sigmoid(-margin) / 3 pairs / steps of the trajectory
-    c = {session: 0.0 for session in raw}
-    for (won, lost), m in margins.items():
-        c[won] -= sigmoid(-m) / 3 / len(raw[won])
-        c[lost] += sigmoid(-m) / 3 / len(raw[lost])
-    assert metrics["istar/pairs"] == 3 and metrics["istar/updated"] == 1.0
-    assert metrics["istar/raw_reward_abs_max"] == pytest.approx(0.125)
-    assert metrics["istar/loss"] == pytest.approx(pair_loss, rel=1e-6)  # r is summed from float32 log-probs
-    assert pair_loss == pytest.approx(0.6302916, abs=1e-7)
-    # the worker's own metrics keep their names; its "loss" is the surrogate's value, not the pair loss
-    assert (metrics["istar/grad_norm"], metrics["istar/surrogate_loss"]) == (0.5, 0.1)
-    ((extra_info, token_weight),) = trainer.istar_prm_wg.trained
-    assert (extra_info["mini_batch_size"], extra_info["epochs"]) == (len(keys), 1)
-    for session, weight in zip(sessions, token_weight.unbind(), strict=True):
-        torch.testing.assert_close(weight, torch.full_like(weight, 0.05 * c[session]))
-    rows = {session: iter(values) for session, values in raw.items()}
-    hand_raw = np.asarray([next(rows[session]) for session in sessions])
-    uid = np.asarray([s.split("_")[0] for s in sessions], dtype=object)
-    success = np.asarray([s in ("g0_0", "g1_0") for s in sessions])
-    # the estimator received the normalised step rewards
-    stored = transfer_queue.kv_batch_get(keys=keys, partition_id="train", select_fields=["advantages"])
-    batch = StepBatch.from_columns(
-        uid=uid,
-        traj_uid=sessions,
-        step_index=[int(key.rsplit("_", 1)[1]) for key in keys],
-        step_reward=np.zeros(len(keys)),
-        episode_return=np.where(success, 10.0, 0.0),
-        is_action_valid=[key != "g0_1_1" for key in keys],
-    )
-    normalised = hand_raw / (0.125 + 1e-6)  # batch_max: the largest |r| is 0.125
-    direct = compute_istar(batch, trainer.config.algorithm, prm_step_reward=normalised)
-    for row, advantage in enumerate(stored["advantages"].unbind()):
-        torch.testing.assert_close(advantage, torch.full_like(advantage, float(direct.advantage[row])))
-    transfer_queue.kv_clear(keys=keys, partition_id="train")
-
-
-def test_frozen_prm_scores_without_training(transfer_queue, store_sessions):
-    trainer, keys, metrics = run_istar_advantage(transfer_queue, store_sessions, {"freeze_prm": True})
-    assert metrics["istar/updated"] == 0.0 and metrics["istar/pairs"] == 3 and not trainer.istar_prm_wg.trained
-    transfer_queue.kv_clear(keys=keys, partition_id="train")
 
 
 @pytest.mark.parametrize("script", ["run_istar_webshop.sh", "run_istar_alfworld.sh"])

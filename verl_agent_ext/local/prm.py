@@ -79,7 +79,8 @@ class ImplicitPRM:
             self.model.set_adapter(self.policy_adapter)
 
     def score_and_update(self, rows: StepRows, old: torch.Tensor) -> dict[str, float]:
-        """Score the rows with the PRM, update it, write `prm_step_reward` into the rows; returns istar/* metrics.
+        """Score the rows with the PRM, update it, write `prm_step_reward` into the rows; returns istar/* metrics
+        (istar/weight_change: L2 norm of the update's change of the PRM adapter's weights, 0 when not updated).
 
         old: (n, R) log pi_old of the rows' response tokens (the policy adapter's, no grad).
         """
@@ -89,11 +90,22 @@ class ImplicitPRM:
         raw = implicit_step_rewards(prm, old, rows.response_mask.to(old.device), config.beta).double().cpu().numpy()
         meta = rows.non_tensor_batch
         scored = score_prm_batch(raw, meta["uid"], meta["traj_uid"], meta["episode_success"].astype(bool), config)
-        grad_norm, updated = 0.0, False
+        grad_norm, updated, change = 0.0, False, 0.0
         if scored.pairs and not config.freeze_prm:
+            before = self.flat_weights()
             grad_norm, updated = self._update(rows, old, scored.weights)
+            change = float((self.flat_weights() - before).norm())
         meta[PRM_STEP_REWARD_KEY] = scored.rewards
-        return {**scored.metrics, "istar/updated": float(updated), "istar/grad_norm": grad_norm}
+        return {
+            **scored.metrics,
+            "istar/updated": float(updated),
+            "istar/grad_norm": grad_norm,
+            "istar/weight_change": change,
+        }
+
+    def flat_weights(self) -> torch.Tensor:
+        """A copy of the PRM adapter's weights as one float32 vector (2.4 M values for SmolLM2-135M, rank 8)."""
+        return torch.cat([p.detach().float().flatten().cpu() for p in self.parameters.values()])
 
     def _update(self, rows: StepRows, old: torch.Tensor, weights: np.ndarray) -> tuple[float, bool]:
         """One optimizer step on the pair loss through its surrogate. Returns (grad norm, stepped)."""
