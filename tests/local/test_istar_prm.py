@@ -1,7 +1,9 @@
-"""iStar's implicit PRM in train-local: a real run, gradients reaching the PRM adapter, the frozen flag, resume."""
+"""iStar's implicit PRM in train-local: the PRM's update inside a train() iteration, gradients reaching the PRM
+adapter, the frozen flag, resume."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 
@@ -18,7 +20,7 @@ from verl_agent_ext.local.trainer import LocalTrainer
 
 
 def istar_config(out_dir, **overrides) -> LocalTrainConfig:
-    """1 iteration of 1 group x 2 one-step episodes; PRM lr 1e-3 so a few steps move it visibly."""
+    """1 iteration, the smallest environment settings; PRM lr 1e-3 so a few steps move it visibly."""
     values = dict(
         out_dir=str(out_dir),
         estimator="istar",
@@ -38,11 +40,16 @@ def istar_config(out_dir, **overrides) -> LocalTrainConfig:
 
 @pytest.fixture(scope="module")
 def istar_run(tmp_path_factory):
+    """One `train()` iteration whose rollout returns the fixed batch (a won and a lost trajectory: one pair), so
+    the PRM scores, takes its update and is checkpointed inside the trainer's loop. Real episodes through the
+    rollout are tested in test_trainer_tiny_run.py; here they would only add ~40 s of generation to CI."""
     out_dir = tmp_path_factory.mktemp("istar_run")
     trainer = LocalTrainer(istar_config(out_dir), log=lambda line: None, progress=lambda line: None)
+    initial = trainer.prm.flat_weights()
+    trainer.rollout = lambda iteration: (fixed_rows(trainer.tokenizer), {})
     records = trainer.train()
-    saved = trainer.prm.state_dict()
-    yield trainer, records, saved, out_dir
+    saved = copy.deepcopy(trainer.prm.state_dict())  # later tests step the same optimizer in place
+    yield trainer, records, saved, out_dir, initial
     trainer.close()
 
 
@@ -57,16 +64,22 @@ def fixed_rows(tokenizer) -> StepRows:
     for row, tokens in enumerate(ids):
         responses[row, : len(tokens)] = torch.tensor(tokens)
         mask[row, : len(tokens)] = 1
+    rewards = torch.zeros((3, width))
+    rewards[:2, 0] = 10.0  # the episode return of w on each of its rows (on any response token: summed per row)
     column = lambda *values: np.array(values, dtype=object)  # noqa: E731
     return StepRows(
         prompts=[prompt] * 3,
         responses=responses,
         response_mask=mask,
-        token_level_rewards=torch.zeros((3, width)),
+        token_level_rewards=rewards,
         non_tensor_batch={
             "uid": column("g", "g", "g"),
             "traj_uid": column("w", "w", "l"),
             "step_index": column(0, 1, 0),
+            "anchor_obs": column("room", "room", "room"),
+            "action_text": column("look", "look", "inventory"),
+            "step_reward": column(0.0, 10.0, 0.0),
+            "is_action_valid": column(True, True, True),
             "episode_success": column(True, True, False),
         },
     )
@@ -80,15 +93,17 @@ def policy_weights(trainer) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in trainer.model.named_parameters() if ".default." in name}
 
 
-def test_istar_iteration_logs_prm_metrics_and_step_rewards(istar_run):
-    _, records, _, _ = istar_run
+def test_istar_iteration_updates_the_prm_and_logs_it(istar_run):
+    trainer, records, _, _, initial = istar_run
     (record,) = records
-    for key in ("istar/loss", "istar/pairs", "istar/updated", "istar/raw_reward_abs_max", "time/prm"):
-        assert math.isfinite(record[key]), key
-    # the PRM starts as a copy of the policy: before any update its step rewards are exactly 0
+    assert math.isfinite(record["time/prm"]) and "credit/istar/step_reward_mean" in record
+    # the PRM starts as a copy of the policy: before its update its step rewards are exactly 0, so Q_w = Q_l = 0
+    # and the pair loss is -log sigmoid(0) = log 2
     assert record["istar/raw_reward_abs_max"] == 0.0
-    assert record["istar/updated"] == float(record["istar/pairs"] > 0)
-    assert "credit/istar/step_reward_mean" in record
+    assert record["istar/loss"] == pytest.approx(math.log(2))
+    assert (record["istar/pairs"], record["istar/updated"]) == (1, 1.0) and record["istar/grad_norm"] > 0
+    change = float((trainer.prm.flat_weights() - initial).norm())
+    assert change > 0 and record["istar/weight_change"] == pytest.approx(change)
 
 
 def test_prm_update_reaches_the_weights_and_lowers_the_pair_loss(istar_run):
@@ -154,7 +169,7 @@ def test_freeze_prm_scores_without_moving_the_weights(istar_run):
 
 
 def test_resume_restores_prm_weights_and_optimizer(istar_run):
-    trainer, _, saved, out_dir = istar_run
+    _, _, saved, out_dir, _ = istar_run
     resumed = LocalTrainer(istar_config(out_dir, iterations=2, resume=True), log=lambda line: None)
     try:
         assert resumed.iteration == 1
