@@ -31,7 +31,7 @@ def istar_config(out_dir, **overrides) -> LocalTrainConfig:
         response_length=8,
         games_per_type=1,
         resume=False,
-        num_threads=2,
+        num_threads=1,
         verl_overrides=["+algorithm.istar.prm_lr=0.001"],
     )
     values.update(overrides)
