@@ -1,6 +1,6 @@
 """Advantages of a batch of step rows from any estimator in verl's registry, plus diagnostics for the metrics.
 
-`gigpo` / `scpo` / `sspo` / `empg` get the step metadata (`non_tensor_batch`) through the plugin's
+`gigpo` / `scpo` / `sspo` / `empg` / `istar` get the step metadata (`non_tensor_batch`) through the plugin's
 `compute_step_advantage`, which also returns their diagnostics; any other registered estimator (`grpo`, `rloo`,
 ...) is called with verl's standard arguments, as verl's `compute_advantage` does, and sees each step row's episode
 return as its outcome; one whose signature has `non_tensor_batch` also gets the rows' metadata (as the plugin's hook
