@@ -10,10 +10,10 @@ seconds). Columns: distinct step texts SCPO scores, seconds in the matcher (`scp
 alignment, the whole call (wall clock, and CPU seconds of the process: on a shared machine the CPU time is what
 one idle core would take), and the first call in the process (the static matcher then also distils the tokens
 it has not seen).
-Quality against the reference option (today's default: MiniLM on the joined "observation\\naction" text, theta
-0.85): precision / recall of the credited failed steps (credit > 0), correlation of the credit, and the largest
-advantage difference. `--calibrate` picks each option's theta on the even-numbered groups (best F1 against the
-reference) and reports agreement on the odd ones.
+Quality against the reference option (the exact path: MiniLM on the joined "observation\\naction" text, theta
+0.95; the other SCPO settings are the defaults): precision / recall of the credited failed steps (credit > 0),
+correlation of the credit, and the largest advantage difference. `--calibrate` picks each option's theta on the
+even-numbered groups (best F1 against the reference) and reports agreement on the odd ones.
 """
 
 from __future__ import annotations
@@ -34,27 +34,29 @@ import torch  # noqa: E402
 from alfworld_rollouts import alfworld_batch  # noqa: E402
 
 from verl_agent_ext.credit import SCPOConfig, StepBatch, compute_scpo  # noqa: E402
+from verl_agent_ext.credit.config import DEFAULT_THETA  # noqa: E402
 from verl_agent_ext.credit.scpo import step_parts  # noqa: E402
 from verl_agent_ext.semantic import EmbeddingMatcher, Matcher, StaticEmbeddingMatcher  # noqa: E402
 
-REFERENCE = "minilm joint (default until now)"
+REFERENCE = "minilm joint (embedding matcher)"
+EMBEDDING, STATIC = DEFAULT_THETA["embedding"], DEFAULT_THETA["static"]
 
 
 def options(threads: int | None) -> dict[str, tuple[Callable[[], Matcher], float]]:
     """Matcher options by name: (factory of a fresh matcher, theta)."""
     return {
-        REFERENCE: (lambda: EmbeddingMatcher(threads=threads), 0.85),
-        "minilm joint, onnx int8": (lambda: EmbeddingMatcher(threads=threads, backend="onnx_int8"), 0.85),
-        "minilm separate": (lambda: EmbeddingMatcher(threads=threads, segments="separate"), 0.85),
+        REFERENCE: (lambda: EmbeddingMatcher(threads=threads), EMBEDDING),
+        "minilm joint, onnx int8": (lambda: EmbeddingMatcher(threads=threads, backend="onnx_int8"), EMBEDDING),
+        "minilm separate": (lambda: EmbeddingMatcher(threads=threads, segments="separate"), EMBEDDING),
         "minilm separate, onnx": (
             lambda: EmbeddingMatcher(threads=threads, segments="separate", backend="onnx"),
-            0.85,
+            EMBEDDING,
         ),
         "minilm separate, onnx int8": (
             lambda: EmbeddingMatcher(threads=threads, segments="separate", backend="onnx_int8"),
-            0.85,
+            EMBEDDING,
         ),
-        "static (distilled MiniLM)": (lambda: StaticEmbeddingMatcher(threads=threads), 0.98),
+        "static (distilled MiniLM)": (lambda: StaticEmbeddingMatcher(threads=threads), STATIC),
     }
 
 
@@ -84,9 +86,9 @@ def calibrate(batch: StepBatch, reference: Matcher, matcher: Matcher) -> tuple[f
     """
     group_number = np.asarray([int(str(uid)[1:]) for uid in batch.uid])
     halves = [subset(batch, np.flatnonzero(group_number % 2 == parity)) for parity in (0, 1)]
-    references = [compute_scpo(half, SCPOConfig(theta=0.85), reference) for half in halves]
-    best, best_f1 = 0.85, -1.0
-    for theta in np.round(np.arange(0.70, 0.995, 0.01), 2):
+    references = [compute_scpo(half, SCPOConfig(theta=EMBEDDING), reference) for half in halves]
+    best, best_f1 = EMBEDDING, -1.0
+    for theta in np.round(np.r_[np.arange(0.70, 0.99, 0.01), 0.99, 0.995, 0.998], 3):
         scores = agreement(references[0], compute_scpo(halves[0], SCPOConfig(theta=float(theta)), matcher))
         f1 = 2 * scores["precision"] * scores["recall"] / max(scores["precision"] + scores["recall"], 1e-12)
         if f1 > best_f1:
@@ -173,7 +175,7 @@ def main() -> None:
     for name, theta, distinct, encode, align, total, cpu, first_call, warm_ms, hit in rows:
         q = agreement(reference, results[name])
         print(
-            f"| {name} | {theta:.2f} | {distinct:.0f} | {encode:.2f} | {align:.3f} | {total:.2f} | {cpu:.2f} | "
+            f"| {name} | {theta:.3f} | {distinct:.0f} | {encode:.2f} | {align:.3f} | {total:.2f} | {cpu:.2f} | "
             f"{first_call:.2f} | {warm_ms:.0f} | {hit:.0%} | {q['precision']:.3f} | {q['recall']:.3f} | "
             f"{q['credit_corr']:.3f} | {q['max_dadv']:.3f} |"
         )
@@ -187,7 +189,7 @@ def main() -> None:
         print("|---|---:|---:|---:|---:|")
         for name, matcher in matchers.items():
             best, q = calibrate(batch, matchers[REFERENCE], matcher)
-            print(f"| {name} | {best:.2f} | {q['precision']:.3f} | {q['recall']:.3f} | {q['credit_corr']:.3f} |")
+            print(f"| {name} | {best:.3f} | {q['precision']:.3f} | {q['recall']:.3f} | {q['credit_corr']:.3f} |")
 
 
 def _uptime() -> str:

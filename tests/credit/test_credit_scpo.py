@@ -33,7 +33,15 @@ def hand_batch() -> StepBatch:
 
 
 def config(**scpo) -> SCPOConfig:
-    defaults = dict(theta=0.5, alpha=2.0, step_text="action", gigpo=GiGPOConfig(gamma=1.0))
+    """Hand-worked cases: the paper's formula (alpha in reward units) and one reference, the longest."""
+    defaults = dict(
+        theta=0.5,
+        alpha=2.0,
+        alpha_scale="reward",
+        reference="longest",
+        step_text="action",
+        gigpo=GiGPOConfig(gamma=1.0),
+    )
     return SCPOConfig(**{**defaults, **scpo})
 
 
@@ -95,7 +103,7 @@ def test_scpo_keys_override_gigpo_keys_and_bad_values_list_valid_ones():
         SCPOConfig(theta=1.0)
 
 
-EXACT = dict(matcher="exact", theta=0.5, alpha=0.7)
+EXACT = dict(matcher="exact", theta=0.5, alpha=0.7, alpha_scale="reward")  # alpha in reward units: shaped = 0.7 c
 
 
 def assert_same_advantages(a, b):
@@ -197,15 +205,16 @@ def test_real_encoder_credits_a_paraphrased_step():
         anchor_obs=["You are in the kitchen.", "The fridge 1 is open.", "You are in the kitchen.", "☕ ünïcode"],
         action_text=["go to fridge 1", "take apple 1 from fridge 1", "go to the fridge 1", ""],
     )
-    result = compute_scpo(batch, SCPOConfig(theta=0.8, alpha=1.0))
+    result = compute_scpo(batch, SCPOConfig(matcher="embedding", theta=0.8, alpha=1.0))
     assert result.credit[2] > 0 and result.credit[3] == 0
     assert result.credit[:2].sum() == 0
 
 
+@pytest.mark.parametrize("matcher", ["static", "embedding"])  # the default, and the MiniLM bi-encoder
 @settings(max_examples=15, deadline=None)
-@given(step_batches(max_groups=2))
-def test_properties_hold_with_the_real_encoder(batch):
-    result = compute_scpo(batch, SCPOConfig(theta=0.85, alpha=0.5))  # default matcher: MiniLM embeddings
+@given(batch=step_batches(max_groups=2))
+def test_properties_hold_with_the_real_encoder(matcher, batch):
+    result = compute_scpo(batch, SCPOConfig(matcher=matcher))  # each matcher's default theta, default settings
     assert np.isfinite(result.advantage).all() and np.all((result.credit >= 0) & (result.credit <= 1))
     assert not result.credit[batch.episode_success].any()
     np.testing.assert_allclose(result.episode_advantage, compute_gigpo(batch).episode_advantage)

@@ -24,7 +24,7 @@ from verl_agent_ext.local.warm_start import WarmStartConfig, cache_key, warm_sta
 def demonstrations(tmp_path_factory):
     out = tmp_path_factory.mktemp("expert")
     argv = ["expert-data", "--env", "alfworld", "--out", str(out), "--episodes", "2", "--val-episodes", "0"]
-    assert main([*argv, "--task-types", "pick_and_place_simple", "--per-type", "10"]) == 0
+    assert main([*argv, "--task-types", "pick_and_place_simple", "--per-type", "3"]) == 0
     return out
 
 

@@ -121,9 +121,9 @@ def test_scpo_credits_the_failed_step_that_repeats_the_success():
     )
     gain = (returns - gigpo_returns)[:, 0]
     # Only the exact action "go to fridge 1" repeats the reference (t0): t1 at step 0 and t2 at step 1. Each
-    # failed trajectory is aligned on its own, so both earn full credit c = 1, times alpha = 0.5. g1 has no
-    # success: untouched.
-    np.testing.assert_allclose(gain.numpy(), [0, 0, 0, 0.5, 0, 0, 0, 0.5, 0, 0, 0, 0, 0, 0])
+    # failed trajectory is aligned on its own, so both earn full credit c = 1, times alpha = 0.5 of the group's
+    # success return 10 (alpha_scale=success_return, the default). g1 has no success: untouched.
+    np.testing.assert_allclose(gain.numpy(), [0, 0, 0, 5.0, 0, 0, 0, 5.0, 0, 0, 0, 0, 0, 0])
     assert diagnostics["scpo/matched_pairs"] == 2.0
     assert diagnostics["scpo/credited_failed_step_share"] == pytest.approx(2 / 11)
     assert last_diagnostics() == diagnostics
@@ -131,7 +131,7 @@ def test_scpo_credits_the_failed_step_that_repeats_the_success():
 
 def test_scpo_matches_with_real_encoder_by_default_model():
     token_level_rewards, response_mask, non_tensor_batch = rollout_batch()
-    config = {"gamma": 0.95, "scpo": {"theta": 0.8, "alpha": 1.0}}  # default matcher: MiniLM embeddings
+    config = {"gamma": 0.95, "scpo": {"theta": 0.8, "alpha": 1.0}}  # default matcher: static MiniLM vectors
     advantages, returns, diagnostics = compute_step_advantage(
         "scpo", token_level_rewards, response_mask, None, config, non_tensor_batch
     )

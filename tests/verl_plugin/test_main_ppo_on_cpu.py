@@ -1,10 +1,11 @@
 """verl's own trainer end to end on a CPU: `examples/run_scpo_alfworld.sh --cpu` runs `main_ppo`'s V1 trainer with
 Ray workers, the env agent loop, TransferQueue, the step-metadata hook, `scpo`, the cpu platform and the
-`transformers` rollout backend; then verl's checkpoint of iteration 1 resumes at iteration 2.
+`transformers` rollout backend. Iteration 1 runs and is checkpointed by verl; a second run resumes from that
+checkpoint, validates (verl's `_validate`, as `trainer.val_only=True` does) and runs iteration 2.
 
 Tiny settings: 3 tasks x group 2, one environment step per episode (so 6 step rows, never a multiple of the
 4-row mini-batch: verl pads them), response 8 tokens, a large learning rate so that the update visibly moves the
-policy. Checkpoints are written at every iteration.
+policy.
 """
 
 from __future__ import annotations
@@ -79,17 +80,21 @@ def actor_weights(step_dir: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.fixture(scope="module")
-def two_iterations(tmp_path_factory):
+def runs(tmp_path_factory):
+    """Iteration 1 (checkpointed), then a resumed run that validates 2 episodes and runs iteration 2."""
     ckpt = tmp_path_factory.mktemp("verl_cpu") / "ckpt"
-    result, steps = run_trainer(ckpt, "trainer.total_training_steps=2")
-    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
-    return ckpt, steps
+    first, first_steps = run_trainer(ckpt, "trainer.total_training_steps=1")
+    assert first.returncode == 0, (first.stdout + first.stderr)[-6000:]
+    validate = ["trainer.val_before_train=True", "data.val_max_samples=2", "actor_rollout_ref.rollout.val_kwargs.n=1"]
+    resumed, resumed_steps = run_trainer(ckpt, "trainer.total_training_steps=2", "trainer.save_freq=-1", *validate)
+    assert resumed.returncode == 0, (resumed.stdout + resumed.stderr)[-6000:]
+    return ckpt, first_steps, resumed_steps, resumed.stdout + resumed.stderr
 
 
-def test_two_iterations_of_verls_trainer_with_scpo(two_iterations):
-    _, steps = two_iterations
-    assert sorted(steps) == [1, 2]
-    for metrics in steps.values():
+def test_two_iterations_of_verls_trainer_with_scpo(runs):
+    _, first_steps, resumed_steps, _ = runs
+    assert sorted(first_steps) == [1]
+    for metrics in (first_steps[1], resumed_steps[2]):
         assert "actor/pg_loss" in metrics and torch.isfinite(torch.tensor(metrics["actor/pg_loss"]))
         assert any(key.startswith("credit/scpo/") for key in metrics), sorted(metrics)
         assert metrics["env/num_episodes"] == 6  # 3 tasks x group 2, padding rows excluded
@@ -98,25 +103,30 @@ def test_two_iterations_of_verls_trainer_with_scpo(two_iterations):
         assert metrics["training/off_policy/trajectory_staleness/max"] == 0
 
 
-def test_the_update_changes_the_actor_and_the_rollout_server_serves_the_new_weights(two_iterations):
-    ckpt, steps = two_iterations
+def test_the_update_changes_the_actor_and_the_rollout_server_serves_the_new_weights(runs):
+    ckpt, _, resumed_steps, _ = runs
     initial = load_file(Path(hf_folder()) / "model.safetensors")
     after_one = actor_weights(ckpt / "global_step_1")
     changed = [name for name, value in after_one.items() if name in initial and not torch.equal(value, initial[name])]
     assert len(changed) > len(initial) // 2, "the actor update left most weights unchanged"
-    # Iteration 2's rollouts were sampled by the server after the sync: their log-probs equal the actor's
-    # recomputed ones (what the update changed would show here if the server kept the old weights).
-    assert steps[2]["training/rollout_probs_diff_max"] < 0.05, steps[2]
+    # Iteration 2's rollouts were sampled by the server after the weight sync: their log-probs equal the actor's
+    # recomputed ones (the update of iteration 1 would show here if the server kept the initial weights).
+    assert resumed_steps[2]["training/rollout_probs_diff_max"] < 0.05, resumed_steps[2]
 
 
-def test_checkpoint_of_iteration_1_resumes_at_iteration_2(two_iterations, tmp_path):
-    ckpt, _ = two_iterations
-    resumed = tmp_path / "ckpt"
-    resumed.mkdir()
-    (resumed / "global_step_1").symlink_to(ckpt / "global_step_1", target_is_directory=True)
-    (resumed / "latest_checkpointed_iteration.txt").write_text("1")
-    result, steps = run_trainer(resumed, "trainer.total_training_steps=2", "trainer.save_freq=-1")
-    log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-6000:]
+def test_checkpoint_of_iteration_1_resumes_at_iteration_2(runs):
+    _, _, resumed_steps, log = runs
     assert "Resuming from" in log and "global_step_1" in log
-    assert sorted(steps) == [2]
+    trained = [step for step, metrics in resumed_steps.items() if "actor/pg_loss" in metrics]
+    assert trained == [2]
+
+
+def test_validation_reports_success_as_acc_per_task_type(runs):
+    """verl zero-fills only `acc` for sessions that raised: the plugin reports acc = success per episode."""
+    _, _, resumed_steps, _ = runs
+    validation = resumed_steps[1]  # logged at the resumed step, before iteration 2
+    acc = {key: value for key, value in validation.items() if key.startswith("val-core/") and "/acc/mean@1" in key}
+    assert acc and all(key.startswith("val-core/alfworld/") for key in acc), sorted(validation)
+    for key, value in acc.items():
+        assert value == validation[key.replace("val-core/", "val-aux/").replace("/acc/", "/success/")]
+        assert validation[key.replace("val-core/", "val-aux/").replace("/acc/", "/episode_length/")] == 1

@@ -189,21 +189,35 @@ def token_counts(tokenizer, texts: Sequence[str], max_length: int | None) -> np.
 
 
 def _block_cosines(blocks, index: dict, vectors: np.ndarray) -> list[np.ndarray]:
-    """One cosine matrix per (queries, keys) block, rows of `vectors` looked up through `index`."""
-    results = []
-    for queries, keys in blocks:
-        q = vectors[[index[item] for item in queries]] if len(queries) else vectors[:0]
-        k = vectors[[index[item] for item in keys]] if len(keys) else vectors[:0]
-        results.append(_cosine(q, k))
+    """One cosine matrix per (queries, keys) block, rows of `vectors` looked up through `index`.
+
+    Consecutive blocks with the same queries (SCPO with `reference=all`: a failed trajectory against each success
+    of its group) share one product against their stacked keys, split afterwards.
+    """
+    results: list[np.ndarray] = []
+    start = 0
+    while start < len(blocks):
+        queries = blocks[start][0]
+        stop = start + 1
+        while stop < len(blocks) and blocks[stop][0] == queries:
+            stop += 1
+        keys = [key for _, block_keys in blocks[start:stop] for key in block_keys]
+        matrix = _cosine(vectors[[index[q] for q in queries]], vectors[[index[k] for k in keys]])
+        results.extend(np.split(matrix, np.cumsum([len(block[1]) for block in blocks[start : stop - 1]]), axis=1))
+        start = stop
     return results
 
 
 def _cosine(queries: np.ndarray, keys: np.ndarray) -> np.ndarray:
     """Dot products of unit vectors, clipped to [-1, 1]. (q, d) x (k, d) -> float64 (q, k).
 
-    einsum instead of `@`: for the many small blocks of SCPO it avoids multi-threaded BLAS start-up, measured
-    ~30x faster for (50, 384) x (40, 384) float32 on a busy 2-core machine.
+    torch's matrix product on one thread: for SCPO's many small blocks, 4-5x faster than `numpy.einsum` and free
+    of multi-threaded BLAS start-up, which on a busy machine made `@` ~30x slower than einsum (measured).
     """
     if len(queries) == 0 or len(keys) == 0:
         return np.zeros((len(queries), len(keys)))
-    return np.clip(np.einsum("id,jd->ij", queries, keys).astype(np.float64), -1.0, 1.0)
+    import torch
+
+    with torch_threads(1):
+        product = torch.from_numpy(np.ascontiguousarray(queries)) @ torch.from_numpy(np.ascontiguousarray(keys)).T
+    return np.clip(product.numpy().astype(np.float64), -1.0, 1.0)
