@@ -20,7 +20,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["verl_agent_ext", "verl_agent_ext.*"]),
     include_package_data=True,
-    package_data={"verl_agent_ext": ["**/*.yaml", "**/*.json", "**/*.txt"]},
+    package_data={"verl_agent_ext": ["**/*.yaml", "**/*.json", "**/*.txt", "**/*.safetensors"]},
     install_requires=[
         "numpy>=1.26",
         "torch>=2.4",

@@ -1,16 +1,15 @@
 """Sample efficiency of advantage estimators from the same warm start on the CPU: held-out success vs env steps.
 
-    python benchmarks/bench_estimators_cpu.py --init-adapter runs/alfworld-sft     # full run (estimated ~1 h, 2 cores)
-    python benchmarks/bench_estimators_cpu.py --init-adapter runs/alfworld-sft --estimators grpo,scpo --seeds 0 \
-        --iterations 2                                                          # a reduced run
+    python benchmarks/bench_estimators_cpu.py                                      # full run (not measured yet)
+    python benchmarks/bench_estimators_cpu.py --estimators grpo,scpo --seeds 0 --iterations 2     # a reduced run
 
-Every (estimator, seed) run starts from the same warm-started LoRA adapter (`--init-adapter`, made by
-`verl-agent-ext warm-start`, see docs/cpu_training.md), plays the same training tasks in the same order (task
-sampling depends on the seed only) and is evaluated on the same held-out games (generated eval_in_distribution
-split, one episode each) before training and every `--eval-every` iterations. Each run is its own process
-(`--single`), so a native crash in one run cannot take the others down. Writes `results.jsonl` (one line per
-evaluation), `table.md` and `estimators.png` (mean success over seeds against mean cumulative env steps, band =
-min..max over seeds) under --out.
+Every (estimator, seed) run starts from the same warm-started LoRA adapter (`--init-adapter`: by default the
+shipped `alfworld-pick-smollm2-135m`, made by `verl-agent-ext warm-start`, see docs/cpu_training.md), plays the
+same training tasks in the same order (task sampling depends on the seed only) and is evaluated on the same
+held-out games (generated eval_in_distribution split, one episode each) before training and every `--eval-every`
+iterations. Each run is its own process (`--single`), so a native crash in one run cannot take the others down.
+Writes `results.jsonl` (one line per evaluation), `table.md` and `estimators.png` (mean success over seeds against
+mean cumulative env steps, band = min..max over seeds) under --out.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-# The quickstart's settings (examples/quickstart_cpu.sh), shared by every run.
+# The quickstart's settings (examples/quickstart_cpu.sh), shared by every run; --iterations sets their number.
 TRAIN_SETTINGS = {
     "groups_per_iter": 2,
     "group_size": 4,
@@ -31,7 +30,9 @@ TRAIN_SETTINGS = {
     "temperature": 1.0,
     "response_length": 16,
     "task_types": "pick_and_place_simple",
-    "games_per_type": 12,
+    "games_per_type": 24,
+    "history_length": 0,  # the shipped adapter's prompt settings
+    "max_actions": 40,
 }
 
 
@@ -43,7 +44,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--eval-every", type=int, default=2, help="iterations between held-out evaluations")
     parser.add_argument("--eval-games", type=int, default=12, help="held-out games per evaluation")
     parser.add_argument("--eval-temperature", type=float, default=1.0, help="0 = greedy")
-    parser.add_argument("--init-adapter", required=True, help="warm start: a PEFT adapter folder (`warm-start` output)")
+    parser.add_argument(
+        "--init-adapter",
+        default="alfworld-pick-smollm2-135m",
+        help="warm start: a shipped adapter's name or a PEFT adapter folder (`warm-start` output)",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/bench_estimators_cpu"))
     parser.add_argument("--single", default=None, help=argparse.SUPPRESS)  # "estimator,seed": one run, internal
     return parser.parse_args(argv)

@@ -34,6 +34,10 @@ USER_ERRORS = {
         "model folder /nonexistent/model does not exist",
     ),
     "train-local: unwritable out": (["train-local", "--out", "{ro}/t"], "--out-dir"),
+    "expert-data: unknown player": (
+        ["expert-data", "--env", "webshop", "--out", "{tmp}/e", "--policy", "searcher"],
+        "unknown --policy 'searcher' for webshop; valid names: ['expert']",
+    ),
     "eval: not a policy": (["eval", "--policy", "{tmp}"], "neither a train-local run"),
     "eval: other env": (["eval", "--policy", "smollm2-135m", "--env", "webshop"], "ALFWorld only"),
 }

@@ -7,6 +7,7 @@ step count.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,7 +25,8 @@ from verl_agent_ext.local.warm_start import WarmStartConfig, cache_key, warm_sta
 def demonstrations(tmp_path_factory):
     out = tmp_path_factory.mktemp("expert")
     argv = ["expert-data", "--env", "alfworld", "--out", str(out), "--episodes", "2", "--val-episodes", "0"]
-    assert main([*argv, "--task-types", "pick_and_place_simple", "--per-type", "3"]) == 0
+    shipped = ["--policy", "searcher", "--history-length", "0", "--max-actions", "40"]  # the shipped adapter's data
+    assert main([*argv, "--task-types", "pick_and_place_simple", "--per-type", "3", *shipped]) == 0
     return out
 
 
@@ -88,3 +90,19 @@ def test_train_local_starts_from_the_adapter(short_run, tmp_path):
 def test_a_folder_that_is_no_adapter_says_how_to_make_one(tmp_path):
     with pytest.raises(FileNotFoundError, match="warm-start"):
         resolve_adapter(str(tmp_path))
+
+
+def test_the_shipped_adapter_loads_by_name_and_records_its_command():
+    path = resolve_adapter("alfworld-pick-smollm2-135m")
+    record = json.loads((path / "warm_start.json").read_text())
+    data = record["data_info"]["settings"]
+    assert data["policy"] == "searcher" and data["task_types"] == "pick_and_place_simple"
+    documented = {"episodes": 24, "per_type": 24, "seed": 0, "history_length": 0, "max_actions": 40}
+    assert {key: data[key] for key in documented} == documented
+    settings = record["settings"]
+    assert (settings["steps"], settings["batch_size"], settings["lr"], settings["seed"]) == (60, 8, 2e-3, 0)
+    assert record["heldout"]["eval/episodes"] == 12 and record["heldout"]["eval/success_rate"] > 0
+    # the quickstart starts from it with the prompt settings it was trained with
+    script = (Path(__file__).parents[2] / "examples" / "quickstart_cpu.sh").read_text()
+    for flag in ("--init-adapter alfworld-pick-smollm2-135m", "--history-length 0", "--max-actions 40"):
+        assert flag in script

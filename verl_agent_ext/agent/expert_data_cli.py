@@ -43,6 +43,8 @@ class DemoSettings:
     prompt_template / history_length / max_actions: ALFWorld prompt (template "" = the environment's default);
     WebShop uses its own template with `history_length` turns. max_steps: the expert's step limit per episode.
     per_type: ALFWorld generated games per task type and split; task_types: ALFWorld types ("" = all six).
+    policy: the scripted player ("expert"; ALFWorld also "searcher", the planner that first searches for the
+    object instead of knowing where it is, so every demonstrated decision is visible in the prompt).
     """
 
     env: str
@@ -56,6 +58,7 @@ class DemoSettings:
     per_type: int
     task_types: str
     data_dir: str | None = None
+    policy: str = "expert"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -85,6 +88,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--per-type", type=int, default=None, help="ALFWorld generated games per type (default: enough for --episodes)"
     )
     parser.add_argument("--task-types", default="", help="ALFWorld: comma-separated task types (default: all six)")
+    parser.add_argument(
+        "--policy", default="expert", help="scripted player: expert; ALFWorld also searcher (searches, then plans)"
+    )
     parser.add_argument("--data-dir", default=None, help="WebShop catalog folder (default: generated catalog)")
     parser.set_defaults(func=run)
 
@@ -98,6 +104,11 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
     unknown = sorted(set(types) - set(TASK_TYPES))
     if unknown:
         raise UserError(f"unknown ALFWorld task types {unknown}; valid names: {list(TASK_TYPES)}")
+    from verl_agent_ext.envs.registry import ENV_REGISTRY
+
+    players = sorted(set(ENV_REGISTRY[args.env].policies) - {"random"})
+    if args.policy not in players:
+        raise UserError(f"unknown --policy {args.policy!r} for {args.env}; valid names: {players}")
     per_type = args.per_type or -(-max(args.episodes, args.val_episodes) // len(types or TASK_TYPES))
     return DemoSettings(
         env=args.env,
@@ -111,6 +122,7 @@ def settings_from_args(args: argparse.Namespace) -> DemoSettings:
         per_type=per_type,
         task_types=",".join(types),
         data_dir=args.data_dir,
+        policy=args.policy,
     )
 
 
@@ -183,7 +195,7 @@ def demonstration_rows(settings: DemoSettings, split: str, count: int) -> Iterat
 
     tasks = tasks_of(settings, split, count) if count else []
     env = make_env(settings)
-    policy = make_policy(settings.env, "expert", env, seed=settings.seed)
+    policy = make_policy(settings.env, settings.policy, env, seed=settings.seed)
     won = 0
     try:
         for episode, task in enumerate(tasks):

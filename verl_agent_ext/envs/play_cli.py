@@ -24,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__.splitlines()[0],
     )
     parser.add_argument("--env", required=True, help="environment name: alfworld, webshop")
-    parser.add_argument("--policy", default="expert", help="scripted policy: expert, random (default expert)")
+    parser.add_argument(
+        "--policy", default="expert", help="scripted policy: expert, random; ALFWorld also searcher (default expert)"
+    )
     parser.add_argument("--episodes", type=int, default=12, help="number of episodes (default 12)")
     parser.add_argument("--split", default=None, help="task split (default: train for alfworld, test for webshop)")
     parser.add_argument("--games", default=None, help="alfworld: folder of games (generated or official layout)")

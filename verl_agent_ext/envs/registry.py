@@ -27,6 +27,7 @@ ENV_REGISTRY: dict[str, EnvSpec] = {
         env="verl_agent_ext.envs.alfworld.env:AlfworldEnv",
         policies={
             "expert": "verl_agent_ext.envs.alfworld.policies:make_expert",
+            "searcher": "verl_agent_ext.envs.alfworld.policies:make_searcher",
             "random": "verl_agent_ext.envs.alfworld.policies:make_random",
         },
     ),

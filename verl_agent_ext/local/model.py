@@ -110,14 +110,29 @@ def add_lora(model, rank: int, alpha: int, dropout: float = 0.0, target_modules:
     return get_peft_model(model, config)
 
 
+SHIPPED_ADAPTERS = Path(__file__).resolve().parent.parent / "assets" / "adapters"
+"""Warm-start adapters shipped with the package (`verl-agent-ext warm-start` output; each folder's
+warm_start.json records the command's settings, loss curve and held-out success)."""
+
+
+def shipped_adapters() -> list[str]:
+    """Names of the shipped adapters (folder names under `SHIPPED_ADAPTERS`)."""
+    if not SHIPPED_ADAPTERS.is_dir():
+        return []
+    return sorted(p.name for p in SHIPPED_ADAPTERS.iterdir() if (p / "adapter_config.json").is_file())
+
+
 def resolve_adapter(name: str) -> Path:
-    """`name` as a PEFT adapter folder (one with adapter_config.json, e.g. `verl-agent-ext warm-start` output)."""
+    """`name` as a PEFT adapter folder (one with adapter_config.json, e.g. `verl-agent-ext warm-start` output),
+    or the name of a shipped adapter (`shipped_adapters()`)."""
     path = Path(name).expanduser()
     if (path / "adapter_config.json").is_file():
         return path
+    if name in shipped_adapters():
+        return SHIPPED_ADAPTERS / name
     raise FileNotFoundError(
-        f"adapter {name!r} is not a PEFT adapter folder (with adapter_config.json): "
-        "make one with `verl-agent-ext warm-start --out DIR`"
+        f"adapter {name!r} is not a PEFT adapter folder (with adapter_config.json) nor a shipped adapter "
+        f"{shipped_adapters()}: make one with `verl-agent-ext warm-start --out DIR`"
     )
 
 

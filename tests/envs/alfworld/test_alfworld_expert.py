@@ -35,3 +35,25 @@ def test_random_policy_plays_to_the_step_limit_without_errors(task_per_type):
         result = play(env, policy, task)
         assert result.done and (result.won or result.info["truncated"])
         assert result.info["steps"] <= 15
+
+
+def test_searcher_finds_the_object_by_looking_then_wins(alfworld_tasks):
+    tasks = [task for task in alfworld_tasks if task.task_type == "pick_and_place_simple"][:6]
+    env = AlfworldEnv()
+    searcher, expert = make_policy("alfworld", "searcher", env, seed=0), make_policy("alfworld", "expert", env)
+    searched = 0
+    for task in tasks:
+        observation, seen = env.reset(task), ""
+        while True:
+            seen += observation.text
+            action = searcher.act(observation)
+            if action.startswith("take "):  # only an object it has seen: named in an observation so far
+                assert action.split(" from ")[0][len("take ") :] in seen
+            result = env.step(action)
+            observation = result.observation
+            assert not result.invalid
+            if result.done:
+                break
+        assert result.won
+        searched += result.info["steps"] > play(env, expert, task).info["steps"]
+    assert searched >= 2  # it searched where the planner went straight to the object

@@ -3,12 +3,16 @@
 expert: ALFWorld's planner expert: Fast Downward plans from the current engine state (what ALFWorld's
     `AlfredExpert(expert_type="planner")` reads as `policy_commands`); the plan is reused while the episode follows
     it and recomputed whenever the state moved some other way.
+searcher: the planner expert without its knowledge of where objects are: until an object the plan takes has been
+    seen, it opens the closed receptacle it stands at or goes to a receptacle it has not visited (seeded order);
+    every decision reads only what the agent's prompt shows, so its demonstrations can be imitated.
 random: a uniformly random admissible action (seeded).
 """
 
 from __future__ import annotations
 
 import random
+import re
 
 from verl_agent_ext.envs.alfworld.env import AlfworldEnv
 from verl_agent_ext.envs.base import Observation, TextEnv
@@ -31,6 +35,51 @@ class PlannerExpert:
         return action
 
 
+class SearchingExpert:
+    """Searches for the object the plan takes next, then follows the plan (see the module docstring).
+
+    The plan is recomputed every step (the search moves the state off it). "Seen" means the object's class
+    ("creditcard" of "creditcard 1") appeared in an observation of this episode; then the plan decides.
+    """
+
+    def __init__(self, env: AlfworldEnv, seed: int = 0) -> None:
+        self.env = env
+        self.rng = random.Random(seed)
+        self._task: object = None
+        self._seen = ""  # the episode's observation texts
+        self._visited: set[str] = set()
+        self._opened: set[str] = set()
+
+    def act(self, observation: Observation) -> str:
+        if self.env.current_task is not self._task or self.env.steps_taken == 0:
+            self._task, self._seen, self._visited, self._opened = self.env.current_task, "", set(), set()
+        self._seen += " " + observation.text
+        plan = self.env.plan()
+        action = plan[0] if plan else "look"
+        wanted = next((step.split(" from ")[0][len("take ") :] for step in plan if step.startswith("take ")), None)
+        if wanted is not None and action.startswith("go to "):
+            kind = re.escape(re.sub(r" \d+$", "", wanted))
+            visible = [a for a in observation.admissible_actions if re.match(rf"take {kind} \d+ from ", a)]
+            if visible:
+                action = visible[0]
+            elif not re.search(rf"\b{kind} \d+\b", self._seen):
+                action = self._explore(observation)
+        if action.startswith("go to "):
+            self._visited.add(action[len("go to ") :])
+        elif action.startswith("open "):
+            self._opened.add(action[len("open ") :])
+        return action
+
+    def _explore(self, observation: Observation) -> str:
+        """Open the closed receptacle here (once), else go to an unvisited receptacle."""
+        here = re.search(r"The (.+ \d+) is closed\.", observation.text)
+        if here and here.group(1) not in self._opened and f"open {here.group(1)}" in observation.admissible_actions:
+            return f"open {here.group(1)}"
+        moves = [a for a in observation.admissible_actions if a.startswith("go to ")]
+        fresh = [a for a in moves if a[len("go to ") :] not in self._visited]
+        return self.rng.choice(fresh or moves) if moves else "look"
+
+
 class RandomPolicy:
     """A uniformly random admissible action."""
 
@@ -50,6 +99,11 @@ def _alfworld(env: TextEnv) -> AlfworldEnv:
 def make_expert(env: TextEnv, seed: int = 0) -> PlannerExpert:
     """The planner expert bound to `env` (deterministic: `seed` is unused)."""
     return PlannerExpert(_alfworld(env))
+
+
+def make_searcher(env: TextEnv, seed: int = 0) -> SearchingExpert:
+    """The searching expert bound to `env` (`seed`: order of the receptacles it searches)."""
+    return SearchingExpert(_alfworld(env), seed)
 
 
 def make_random(env: TextEnv, seed: int = 0) -> RandomPolicy:
