@@ -164,16 +164,20 @@ def test_batched_log_probs_equal_unpadded_forward(tiny_run):
         assert torch.all(batched[row, len(answer) :] == 0)
 
 
-def test_eval_command_on_the_runs_checkpoint(tiny_run, tmp_path, capsys):
+def test_eval_command_on_the_runs_checkpoint(tiny_run, tmp_path):
     """`verl-agent-ext eval --policy RUN` plays held-out games with the run's checkpoint and prints per-type rows."""
-    from verl_agent_ext.cli import main
+    import subprocess
+    import sys
 
     _, _, _, out_dir = tiny_run
     out = tmp_path / "eval.json"
-    argv = ["eval", "--policy", str(out_dir), "--episodes", "2", "--max-steps", "1", "--num-threads", "2"]
-    assert main([*argv, "--out", str(out)]) == 0  # in process: the command's code path without a second start-up
-    stdout = capsys.readouterr().out
-    assert f"| task type | {out_dir} |" in stdout and "| all | " in stdout
+    # its own process: the command ends with os._exit, as train-local does
+    command = [sys.executable, "-m", "verl_agent_ext.cli", "eval", "--policy", str(out_dir), "--episodes", "2"]
+    result = subprocess.run(
+        [*command, "--max-steps", "1", "--num-threads", "2", "--out", str(out)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"| task type | {out_dir} |" in result.stdout and "| all | " in result.stdout
     results = json.loads(out.read_text())["results"][str(out_dir)]
     assert results["all"]["episodes"] == 2 and results["all"]["mean_steps"] == 1.0
     assert len(results) == 3  # two task types (round-robin) + all
