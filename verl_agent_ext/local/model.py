@@ -110,7 +110,7 @@ def add_lora(model, rank: int, alpha: int, dropout: float = 0.0, target_modules:
     return get_peft_model(model, config)
 
 
-SHIPPED_ADAPTERS = Path(__file__).resolve().parent.parent / "assets" / "adapters"
+SHIPPED_ADAPTERS = Path(__file__).resolve().parent.parent / "shipped-adapters"  # not importable: data only
 """Warm-start adapters shipped with the package (`verl-agent-ext warm-start` output; each folder's
 warm_start.json records the command's settings, loss curve and held-out success)."""
 
