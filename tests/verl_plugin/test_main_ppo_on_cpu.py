@@ -3,9 +3,10 @@ Ray workers, the env agent loop, TransferQueue, the step-metadata hook, `scpo`, 
 `transformers` rollout backend. Iteration 1 runs and is checkpointed by verl; a second run resumes from that
 checkpoint, validates (verl's `_validate`, as `trainer.val_only=True` does) and runs iteration 2.
 
-Tiny settings: 3 tasks x group 2, one environment step per episode (so 6 step rows, never a multiple of the
-4-row mini-batch: verl pads them), response 8 tokens, a large learning rate so that the update visibly moves the
-policy.
+Tiny settings: 6 tasks x group 2, one environment step per episode, in two sub-steps of 3 tasks
+(`parameter_sync_step=2`: verl splits each step and logs metrics per sub-step, so episode metrics must be over the
+whole step); each sub-step has 6 step rows, never a multiple of the 4-row mini-batch (verl pads them); response 8
+tokens, a large learning rate so that the update visibly moves the policy.
 """
 
 from __future__ import annotations
@@ -25,10 +26,11 @@ ROOT = Path(__file__).resolve().parents[2]
 STEP_LINE = re.compile(r"step:(\d+) - (.*)")
 NUMPY_REPR = re.compile(r"^np\.\w+\((.*)\)$")
 TINY = [
-    "data.train_batch_size=3",
+    "data.train_batch_size=6",
+    "+trainer.v1.sync.parameter_sync_step=2",
     "actor_rollout_ref.rollout.n=2",
     "env.max_steps=1",
-    "env.pool.num_envs=6",
+    "env.pool.num_envs=12",
     "actor_rollout_ref.actor.ppo_mini_batch_size=2",
     "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
     "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=2",
@@ -97,7 +99,7 @@ def test_two_iterations_of_verls_trainer_with_scpo(runs):
     for metrics in (first_steps[1], resumed_steps[2]):
         assert "actor/pg_loss" in metrics and torch.isfinite(torch.tensor(metrics["actor/pg_loss"]))
         assert any(key.startswith("credit/scpo/") for key in metrics), sorted(metrics)
-        assert metrics["env/num_episodes"] == 6  # 3 tasks x group 2, padding rows excluded
+        assert metrics["env/num_episodes"] == 12  # 6 tasks x group 2 over both sub-steps, padding rows excluded
         assert metrics["env/episode_length/mean"] == 1
         # rollout outputs carry the weight version of the last sync: never stale in a synchronous run
         assert metrics["training/off_policy/trajectory_staleness/max"] == 0
