@@ -106,3 +106,17 @@ def test_the_shipped_adapter_loads_by_name_and_records_its_command():
     script = (Path(__file__).parents[2] / "examples" / "quickstart_cpu.sh").read_text()
     for flag in ("--init-adapter alfworld-pick-smollm2-135m", "--history-length 0", "--max-actions 40"):
         assert flag in script
+
+
+def test_eval_plays_a_shipped_adapter_by_name_with_its_demonstrations_prompt_settings():
+    import argparse
+
+    from verl_agent_ext.local.eval_cli import policy_config
+
+    args = argparse.Namespace(
+        env="alfworld", num_threads=1, episodes=24, max_steps=8, task_types="pick_and_place_simple", games_dir=None
+    )
+    config, checkpoint = policy_config("alfworld-pick-smollm2-135m", args, "/tmp/unused")
+    assert checkpoint is None and config.init_adapter.endswith("alfworld-pick-smollm2-135m")
+    assert (config.history_length, config.max_actions) == (0, 40)  # the adapter's, not train-local's defaults
+    assert config.games_per_type >= 24  # enough generated games of the one task type for 24 episodes

@@ -5,10 +5,11 @@
     verl-agent-ext eval --policy runs/alfworld-sft --temperature 1.0      # a PEFT adapter folder (warm-start)
 
 A policy is a train-local output folder or its checkpoint/ (the run's model, LoRA and prompt settings are used), a
-PEFT adapter folder, or a model (`smollm2-135m`, a Hugging Face folder or hub name). Every policy plays the same
-games (the split's tasks, round-robin over task types) through the same agent loop and prompts as training, one
-episode each, greedy by default. Prints one table (success / mean steps per task type, one column per policy) and
-writes the numbers as JSON (--out).
+PEFT adapter folder or shipped adapter name (with the prompt settings of its demonstrations), or a model
+(`smollm2-135m`, a Hugging Face folder or hub name). Every policy plays the same games (the split's tasks,
+round-robin over task types) through the same agent loop and prompts as training, one episode each, greedy by
+default. Prints one table (success / mean steps per task type, one column per policy) and writes the numbers as
+JSON (--out).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ def policy_config(policy: str, args: argparse.Namespace, out_dir: str):
     from verl_agent_ext.errors import UserError
     from verl_agent_ext.local.checkpoint import find_checkpoint, read_config
     from verl_agent_ext.local.config import LocalTrainConfig
+    from verl_agent_ext.local.model import resolve_adapter, shipped_adapters
 
     path = Path(policy).expanduser()
     checkpoint = find_checkpoint(path / "checkpoint") or find_checkpoint(path)
@@ -54,8 +56,10 @@ def policy_config(policy: str, args: argparse.Namespace, out_dir: str):
     if checkpoint is not None:
         names = {field.name for field in dataclasses.fields(LocalTrainConfig)}
         settings = {key: value for key, value in read_config(checkpoint).items() if key in names}
-    elif (path / "adapter_config.json").is_file():
-        settings["init_adapter"] = str(path)
+    elif (path / "adapter_config.json").is_file() or policy in shipped_adapters():
+        adapter = resolve_adapter(policy)
+        settings["init_adapter"] = str(adapter)
+        settings.update(adapter_prompt_settings(adapter))
     elif path.exists() and not (path / "config.json").is_file():
         raise UserError(
             f"--policy {policy}: neither a train-local run (checkpoint/), a PEFT adapter folder nor a model folder"
@@ -69,7 +73,20 @@ def policy_config(policy: str, args: argparse.Namespace, out_dir: str):
         settings["task_types"] = args.task_types
     if args.games_dir is not None:
         settings["games_dir"] = args.games_dir
+    else:  # enough generated games of each type for --episodes (the split is cached per size)
+        types = len([t for t in settings.get("task_types", "").split(",") if t]) or 6
+        settings["games_per_type"] = max(settings.get("games_per_type", 2), -(-args.episodes // types))
     return LocalTrainConfig.from_dict(settings), checkpoint
+
+
+def adapter_prompt_settings(adapter: Path) -> dict:
+    """The prompt settings (history_length, max_actions, prompt_template) the adapter's demonstrations were written
+    with, from its warm_start.json; {} when the folder has none (a PEFT adapter made elsewhere)."""
+    record = adapter / "warm_start.json"
+    if not record.is_file():
+        return {}
+    data = json.loads(record.read_text()).get("data_info", {}).get("settings", {})
+    return {key: data[key] for key in ("history_length", "max_actions", "prompt_template") if key in data}
 
 
 def per_task_type(episodes: list) -> dict[str, dict[str, float]]:

@@ -37,18 +37,24 @@ def test_random_policy_plays_to_the_step_limit_without_errors(task_per_type):
         assert result.info["steps"] <= 15
 
 
-def test_searcher_finds_the_object_by_looking_then_wins(alfworld_tasks):
+def test_searcher_searches_in_listed_order_then_wins(alfworld_tasks):
     tasks = [task for task in alfworld_tasks if task.task_type == "pick_and_place_simple"][:6]
     env = AlfworldEnv()
     searcher, expert = make_policy("alfworld", "searcher", env, seed=0), make_policy("alfworld", "expert", env)
     searched = 0
     for task in tasks:
-        observation, seen = env.reset(task), ""
+        observation, seen, here, holding = env.reset(task), "", None, False
         while True:
             seen += observation.text
             action = searcher.act(observation)
             if action.startswith("take "):  # only an object it has seen: named in an observation so far
                 assert action.split(" from ")[0][len("take ") :] in seen
+                holding = True
+            if action.startswith("go to ") and not holding:  # searching: the next receptacle in listed order
+                moves = [a for a in observation.admissible_actions if a.startswith("go to ")]
+                after = [a for a in moves if here is None or a > f"go to {here}"]
+                assert action == (after or moves)[0]
+                here = action[len("go to ") :]
             result = env.step(action)
             observation = result.observation
             assert not result.invalid

@@ -4,8 +4,9 @@ expert: ALFWorld's planner expert: Fast Downward plans from the current engine s
     `AlfredExpert(expert_type="planner")` reads as `policy_commands`); the plan is reused while the episode follows
     it and recomputed whenever the state moved some other way.
 searcher: the planner expert without its knowledge of where objects are: until an object the plan takes has been
-    seen, it opens the closed receptacle it stands at or goes to a receptacle it has not visited (seeded order);
-    every decision reads only what the agent's prompt shows, so its demonstrations can be imitated.
+    seen, it opens the closed receptacle it stands at or goes to the next receptacle in the listed order of the
+    `go to` actions; every decision reads only what the agent's prompt shows (no history needed), so its
+    demonstrations can be imitated.
 random: a uniformly random admissible action (seeded).
 """
 
@@ -39,12 +40,14 @@ class SearchingExpert:
     """Searches for the object the plan takes next, then follows the plan (see the module docstring).
 
     The plan is recomputed every step (the search moves the state off it). "Seen" means the object's class
-    ("creditcard" of "creditcard 1") appeared in an observation of this episode; then the plan decides.
+    ("creditcard" of "creditcard 1") appeared in an observation of this episode; then the plan decides. The search
+    order is the admissible actions' listed (sorted) order: from the middle of the room the first listed receptacle,
+    then always the one listed after the receptacle the agent stands at (wrapping around), so the next move is a
+    function of the current prompt alone, which a policy without history can learn.
     """
 
-    def __init__(self, env: AlfworldEnv, seed: int = 0) -> None:
+    def __init__(self, env: AlfworldEnv) -> None:
         self.env = env
-        self.rng = random.Random(seed)
         self._task: object = None
         self._seen = ""  # the episode's observation texts
         self._visited: set[str] = set()
@@ -53,6 +56,7 @@ class SearchingExpert:
     def act(self, observation: Observation) -> str:
         if self.env.current_task is not self._task or self.env.steps_taken == 0:
             self._task, self._seen, self._visited, self._opened = self.env.current_task, "", set(), set()
+            self._here: str | None = None  # the receptacle it went to last (None: the middle of the room)
         self._seen += " " + observation.text
         plan = self.env.plan()
         action = plan[0] if plan else "look"
@@ -65,7 +69,8 @@ class SearchingExpert:
             elif not re.search(rf"\b{kind} \d+\b", self._seen):
                 action = self._explore(observation)
         if action.startswith("go to "):
-            self._visited.add(action[len("go to ") :])
+            self._here = action[len("go to ") :]
+            self._visited.add(self._here)
         elif action.startswith("open "):
             self._opened.add(action[len("open ") :])
         return action
@@ -76,8 +81,12 @@ class SearchingExpert:
         if here and here.group(1) not in self._opened and f"open {here.group(1)}" in observation.admissible_actions:
             return f"open {here.group(1)}"
         moves = [a for a in observation.admissible_actions if a.startswith("go to ")]
-        fresh = [a for a in moves if a[len("go to ") :] not in self._visited]
-        return self.rng.choice(fresh or moves) if moves else "look"
+        if not moves:
+            return "look"
+        # TextWorld lists admissible actions sorted; the one it stands at is not listed
+        after = [a for a in moves if self._here is not None and a > f"go to {self._here}"]
+        ordered = after + [a for a in moves if a not in after]  # listed after here first, then wrap around
+        return next((a for a in ordered if a[len("go to ") :] not in self._visited), ordered[0])
 
 
 class RandomPolicy:
@@ -102,8 +111,8 @@ def make_expert(env: TextEnv, seed: int = 0) -> PlannerExpert:
 
 
 def make_searcher(env: TextEnv, seed: int = 0) -> SearchingExpert:
-    """The searching expert bound to `env` (`seed`: order of the receptacles it searches)."""
-    return SearchingExpert(_alfworld(env), seed)
+    """The searching expert bound to `env` (deterministic: `seed` is unused)."""
+    return SearchingExpert(_alfworld(env))
 
 
 def make_random(env: TextEnv, seed: int = 0) -> RandomPolicy:
