@@ -100,3 +100,24 @@ def test_filters_are_narrow():
         quiet.configure(verbose=False)
         warnings.warn("some other engine problem", UserWarning, stacklevel=1)
     assert [str(w.message) for w in caught] == ["some other engine problem"]
+
+
+def test_verls_per_request_token_builder_warning_shows_once_per_process(caplog):
+    import logging
+
+    from verl.utils.tokenizer.continuous_token_wiring import infer_continuous_token_model_family
+
+    import verl_agent_ext.verl_plugin  # noqa: F401  (installs the filter, as in every verl process)
+
+    logger = logging.getLogger("verl.utils.tokenizer.continuous_token_wiring")
+    assert any(type(f).__name__ == "_OnceFilter" for f in logger.filters)
+    logger.filters = [f for f in logger.filters if type(f).__name__ != "_OnceFilter"]  # a fresh process's state
+    quiet.dedupe_repeated_logs()
+    quiet.dedupe_repeated_logs()  # idempotent
+    with caplog.at_level(logging.WARNING, logger=logger.name):
+        for _ in range(3):  # what verl's agent loop does on every request for a llama model (SmolLM2)
+            infer_continuous_token_model_family(hf_model_type="llama")
+        logger.warning("another message of that logger")
+    messages = [r.getMessage() for r in caplog.records if r.name == logger.name]
+    assert len(messages) == 2 and "Continuous Token builder" in messages[0]
+    assert messages[1] == "another message of that logger"

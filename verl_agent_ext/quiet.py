@@ -7,6 +7,7 @@ Messages whose cause we control are fixed where they arise instead (e.g. the age
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 
@@ -18,6 +19,38 @@ HARMLESS_WARNINGS: tuple[tuple[type[Warning], str, str], ...] = (
         "verl probes its optional training engines at import; the FSDP engine we use is there",
     ),
 )
+
+# (logger name, message start, reason). Shown once per process, then dropped (`dedupe_repeated_logs`).
+REPEATED_LOG_MESSAGES: tuple[tuple[str, str, str], ...] = (
+    (
+        "verl.utils.tokenizer.continuous_token_wiring",
+        "No model-specific Continuous Token builder",
+        "verl's agent loop picks a token builder for every request and warns each time for a model type it has no "
+        "builder for (e.g. llama: SmolLM2); the generic builder it falls back to is right for text-only models",
+    ),
+)
+
+
+class _OnceFilter(logging.Filter):
+    """Lets the first record starting with `start` through and drops the repeats."""
+
+    def __init__(self, start: str) -> None:
+        super().__init__()
+        self.start, self.seen = start, False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.getMessage().startswith(self.start):
+            return True
+        shown, self.seen = not self.seen, True
+        return shown
+
+
+def dedupe_repeated_logs() -> None:
+    """Show each `REPEATED_LOG_MESSAGES` entry once per process (idempotent); verl's workers call it via the plugin."""
+    for name, start, _reason in REPEATED_LOG_MESSAGES:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _OnceFilter) and f.start == start for f in logger.filters):
+            logger.addFilter(_OnceFilter(start))
 
 
 def configure(verbose: bool) -> None:

@@ -4,9 +4,11 @@ Importing it registers our advantage estimators (`gigpo`, `scpo`, `sspo`/`3spo`,
 registry, registers the environment agent loop (`verl_agent_ext_env`) and patches the V1 trainer: iStar's PRM
 worker group (`istar_prm`) and the step-metadata hook (`step_metadata`), in that order (the PRM's wrapper runs
 inside the hook's); it also registers the `cpu` platform (`VERL_PLATFORM=cpu`, `cpu_platform`) and the
-`transformers` rollout backend (`rollout_registry`, `hf_rollout`).
+`transformers` rollout backend (`rollout_registry`, `hf_rollout`), and shows verl's per-request log warnings
+once per process (`quiet.REPEATED_LOG_MESSAGES`).
 """
 
+from verl_agent_ext.quiet import dedupe_repeated_logs
 from verl_agent_ext.verl_plugin import (
     agent_loop_registry,  # noqa: F401  (registers verl_agent_ext_env)
     cpu_platform,  # noqa: F401  (registers the cpu platform, FSDP engines on cpu, the process-group patch)
@@ -15,3 +17,5 @@ from verl_agent_ext.verl_plugin import (
     rollout_registry,  # noqa: F401  (registers the transformers rollout backend)
     step_metadata,  # noqa: F401  (patches the V1 trainer when verl imports it)
 )
+
+dedupe_repeated_logs()
