@@ -7,7 +7,9 @@ Every (estimator, seed) run starts from the same warm-started LoRA adapter (`--i
 shipped `alfworld-pick-smollm2-135m`, made by `verl-agent-ext warm-start`, see docs/cpu_training.md), plays the
 same training tasks in the same order (task sampling depends on the seed only) and is evaluated on the same
 held-out games (generated eval_in_distribution split, one episode each) before training and every `--eval-every`
-iterations. Each run is its own process (`--single`), so a native crash in one run cannot take the others down.
+iterations; the warm start's evaluation (before training) is made once per seed and shared by every estimator.
+Each run is its own process (`--single`), so a native crash in one run cannot take the others down; `--jobs` runs
+go at a time, each on cores/jobs torch threads.
 Writes `results.jsonl` (one line per evaluation), `table.md` and `estimators.png` (mean success over seeds against
 mean cumulative env steps, band = min..max over seeds) under --out.
 """
@@ -22,6 +24,7 @@ import sys
 import time
 from pathlib import Path
 
+START = "(warm start)"  # the estimator name of the before-training evaluations, shared by every estimator
 # The quickstart's settings (examples/quickstart_cpu.sh), shared by every run; --iterations sets their number.
 TRAIN_SETTINGS = {
     "groups_per_iter": 2,
@@ -49,13 +52,17 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="alfworld-pick-smollm2-135m",
         help="warm start: a shipped adapter's name or a PEFT adapter folder (`warm-start` output)",
     )
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time, each on cores/jobs torch threads")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_estimators_cpu"))
     parser.add_argument("--single", default=None, help=argparse.SUPPRESS)  # "estimator,seed": one run, internal
     return parser.parse_args(argv)
 
 
-def run_one(args: argparse.Namespace, estimator: str, seed: int) -> None:
-    """Train one (estimator, seed) run and append its evaluations to results.jsonl."""
+def run_one(args: argparse.Namespace, estimator: str, seed: int, evaluate_start: bool) -> None:
+    """Train one (estimator, seed) run and append its evaluations to results.jsonl.
+
+    evaluate_start: evaluate the warm start before training (done once per seed: every estimator starts from it).
+    """
     from verl_agent_ext.envs.play_cli import interleave_by_type
     from verl_agent_ext.local.config import LocalTrainConfig
     from verl_agent_ext.local.trainer import LocalTrainer, load_tasks
@@ -68,6 +75,7 @@ def run_one(args: argparse.Namespace, estimator: str, seed: int) -> None:
         save_every=args.iterations,
         estimator=estimator,
         init_adapter=args.init_adapter,
+        num_threads=max(1, (os.cpu_count() or 1) // args.jobs),
         **TRAIN_SETTINGS,
     )
     trainer = LocalTrainer(config, log=lambda line: None)
@@ -77,7 +85,7 @@ def run_one(args: argparse.Namespace, estimator: str, seed: int) -> None:
     def evaluate(iteration: int) -> None:
         metrics = trainer.evaluate(heldout, args.eval_temperature)
         line = {
-            "estimator": estimator,
+            "estimator": estimator if iteration else START,
             "seed": seed,
             "iteration": iteration,
             "env_steps": env_steps,
@@ -90,7 +98,8 @@ def run_one(args: argparse.Namespace, estimator: str, seed: int) -> None:
         print(json.dumps(line), flush=True)
 
     try:
-        evaluate(0)
+        if evaluate_start:
+            evaluate(0)
         for iteration in range(1, args.iterations + 1):
             record = trainer.train_iteration(iteration)
             env_steps += int(record["rollout/steps"])
@@ -108,7 +117,11 @@ def summarise(results: list[dict], out: Path) -> str:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    estimators = list(dict.fromkeys(r["estimator"] for r in results))
+    estimators = list(dict.fromkeys(r["estimator"] for r in results if r["estimator"] != START))
+    starts = [r for r in results if r["estimator"] == START]
+    results = [r for r in results if r["estimator"] != START] + [
+        {**r, "estimator": estimator} for r in starts for estimator in estimators
+    ]
     lines = [
         "| estimator | iteration | env steps (mean) | held-out success mean | min..max | invalid | seeds |",
         "|---|---:|---:|---:|---|---:|---:|",
@@ -150,18 +163,34 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.single:
-        estimator, seed = args.single.split(",")
-        run_one(args, estimator, int(seed))
+        estimator, seed, evaluate_start = args.single.split(",")
+        run_one(args, estimator, int(seed), evaluate_start == "1")
         sys.stdout.flush()
         os._exit(0)  # skip the interpreter teardown (see local/train_cli.py)
     (args.out / "results.jsonl").unlink(missing_ok=True)
     started = time.perf_counter()
     forwarded = [a for a in (argv if argv is not None else sys.argv[1:])]
-    for seed in [int(s) for s in args.seeds.split(",")]:
-        for estimator in args.estimators.split(","):
-            print(f"[bench] {estimator} seed {seed} ...", flush=True)
-            command = [sys.executable, __file__, *forwarded, "--single", f"{estimator},{seed}"]
-            subprocess.run(command, check=True)
+    estimators = args.estimators.split(",")
+    queue = [(e, int(s)) for s in args.seeds.split(",") for e in estimators]
+    running: list[tuple[str, subprocess.Popen]] = []
+    while queue or running:
+        while queue and len(running) < args.jobs:
+            estimator, seed = queue.pop(0)
+            print(f"[bench] {estimator} seed {seed} started", flush=True)
+            single = f"{estimator},{seed},{int(estimator == estimators[0])}"
+            running.append(
+                (
+                    f"{estimator} seed {seed}",
+                    subprocess.Popen([sys.executable, __file__, *forwarded, "--single", single]),
+                )
+            )
+        time.sleep(1)
+        for name, process in list(running):
+            if process.poll() is not None:
+                running.remove((name, process))
+                if process.returncode != 0:
+                    sys.exit(f"[bench] run {name} failed (exit {process.returncode})")
+                print(f"[bench] {name} done ({time.perf_counter() - started:.0f} s)", flush=True)
     results = [json.loads(line) for line in (args.out / "results.jsonl").read_text().splitlines()]
     print(summarise(results, args.out))
     print(f"[bench] {time.perf_counter() - started:.0f} s in all; plot {args.out / 'estimators.png'}")

@@ -102,22 +102,27 @@ def test_filters_are_narrow():
     assert [str(w.message) for w in caught] == ["some other engine problem"]
 
 
-def test_verls_per_request_token_builder_warning_shows_once_per_process(caplog):
+def test_verls_per_request_warnings_show_once_per_process(caplog):
     import logging
 
     from verl.utils.tokenizer.continuous_token_wiring import infer_continuous_token_model_family
 
-    import verl_agent_ext.verl_plugin  # noqa: F401  (installs the filter, as in every verl process)
+    import verl_agent_ext.verl_plugin  # noqa: F401  (installs the filters, as in every verl process)
 
-    logger = logging.getLogger("verl.utils.tokenizer.continuous_token_wiring")
-    assert any(type(f).__name__ == "_OnceFilter" for f in logger.filters)
-    logger.filters = [f for f in logger.filters if type(f).__name__ != "_OnceFilter"]  # a fresh process's state
+    loggers = [logging.getLogger(name) for name, _, _ in quiet.REPEATED_LOG_MESSAGES]
+    assert all(any(type(f).__name__ == "_OnceFilter" for f in logger.filters) for logger in loggers)
+    for logger in loggers:  # a fresh process's state
+        logger.filters = [f for f in logger.filters if type(f).__name__ != "_OnceFilter"]
     quiet.dedupe_repeated_logs()
     quiet.dedupe_repeated_logs()  # idempotent
-    with caplog.at_level(logging.WARNING, logger=logger.name):
+    with caplog.at_level(logging.WARNING):
         for _ in range(3):  # what verl's agent loop does on every request for a llama model (SmolLM2)
             infer_continuous_token_model_family(hf_model_type="llama")
-        logger.warning("another message of that logger")
-    messages = [r.getMessage() for r in caplog.records if r.name == logger.name]
-    assert len(messages) == 2 and "Continuous Token builder" in messages[0]
-    assert messages[1] == "another message of that logger"
+        for (name, start, _), logger in zip(quiet.REPEATED_LOG_MESSAGES, loggers, strict=True):
+            logger.warning("%s again", start)
+            logger.warning("another message of %s", name)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("Continuous Token builder" in m for m in messages) == 1  # verl's real message, once
+    for name, start, _ in quiet.REPEATED_LOG_MESSAGES:
+        assert sum(m.startswith(start) for m in messages) == 1
+        assert f"another message of {name}" in messages  # only the named message is deduplicated

@@ -28,6 +28,12 @@ REPEATED_LOG_MESSAGES: tuple[tuple[str, str, str], ...] = (
         "verl's agent loop picks a token builder for every request and warns each time for a model type it has no "
         "builder for (e.g. llama: SmolLM2); the generic builder it falls back to is right for text-only models",
     ),
+    (
+        "transfer_queue.utils.common",
+        "target_num_threads",
+        "TransferQueue asks for 8 copy threads on every put and caps them at the machine's cores, with a warning each "
+        "time on a machine with fewer than 8 cores (a laptop, the CPU profile)",
+    ),
 )
 
 
