@@ -30,7 +30,7 @@ TRAIN_SETTINGS = {
     "groups_per_iter": 2,
     "group_size": 4,
     "max_steps": 8,
-    "temperature": 1.0,
+    "temperature": 0.7,
     "response_length": 16,
     "task_types": "pick_and_place_simple",
     "games_per_type": 24,
@@ -46,7 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--iterations", type=int, default=6, help="training iterations per run")
     parser.add_argument("--eval-every", type=int, default=2, help="iterations between held-out evaluations")
     parser.add_argument("--eval-games", type=int, default=12, help="held-out games per evaluation")
-    parser.add_argument("--eval-temperature", type=float, default=1.0, help="0 = greedy")
+    parser.add_argument("--eval-temperature", type=float, default=0.7, help="0 = greedy (default: the rollouts')")
     parser.add_argument(
         "--init-adapter",
         default="alfworld-pick-smollm2-135m",

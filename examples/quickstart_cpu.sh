@@ -4,7 +4,7 @@
 # the searching planner's demonstrations, made by the `warm-start` command in docs/cpu_training.md), so episodes
 # are won from the first iteration and SCPO has successful siblings to credit failed steps against.
 # Sized for a 2-core laptop/CI runner: pick_and_place_simple games, 2 tasks x group 4, <= 8 steps per episode,
-# 16-token answers prefilled with '<action>', temperature 1.0, 3 iterations; the prompt settings are the adapter's
+# 16-token answers prefilled with '<action>', temperature 0.7, 3 iterations; the prompt settings are the adapter's
 # (no history turn, up to 40 listed actions). The same command trains on one GPU with larger settings (e.g.
 # --groups-per-iter 16 --group-size 8 --max-steps 50 --response-length 256 --model <HF model> --init-adapter "").
 #
@@ -29,7 +29,7 @@ verl-agent-ext train-local \
   --groups-per-iter 2 \
   --group-size 4 \
   --max-steps 8 \
-  --temperature 1.0 \
+  --temperature 0.7 \
   --response-length 16 \
   --out "$ROOT/runs/quickstart_cpu" \
   "$@"

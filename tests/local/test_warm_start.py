@@ -100,8 +100,9 @@ def test_the_shipped_adapter_loads_by_name_and_records_its_command():
     documented = {"episodes": 24, "per_type": 24, "seed": 0, "history_length": 0, "max_actions": 40}
     assert {key: data[key] for key in documented} == documented
     settings = record["settings"]
-    assert (settings["steps"], settings["batch_size"], settings["lr"], settings["seed"]) == (60, 8, 2e-3, 0)
-    assert record["heldout"]["eval/episodes"] == 12 and record["heldout"]["eval/success_rate"] > 0
+    assert (settings["steps"], settings["batch_size"], settings["lr"], settings["seed"]) == (120, 8, 2e-3, 0)
+    assert (settings["eval_episodes"], settings["eval_max_steps"]) == (24, 8)  # the quickstart's step limit
+    assert record["heldout"]["eval/episodes"] == 24 and record["heldout"]["eval/success_rate"] > 0
     # the quickstart starts from it with the prompt settings it was trained with
     script = (Path(__file__).parents[2] / "examples" / "quickstart_cpu.sh").read_text()
     for flag in ("--init-adapter alfworld-pick-smollm2-135m", "--history-length 0", "--max-actions 40"):
