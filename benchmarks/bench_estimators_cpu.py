@@ -43,8 +43,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--estimators", default="grpo,gigpo,scpo", help="comma-separated registered estimators")
     parser.add_argument("--seeds", default="0,1", help="comma-separated run seeds")
-    parser.add_argument("--iterations", type=int, default=6, help="training iterations per run")
-    parser.add_argument("--eval-every", type=int, default=2, help="iterations between held-out evaluations")
+    parser.add_argument("--iterations", type=int, default=3, help="training iterations per run")
+    parser.add_argument("--eval-every", type=int, default=3, help="iterations between held-out evaluations")
     parser.add_argument("--eval-games", type=int, default=12, help="held-out games per evaluation")
     parser.add_argument("--eval-temperature", type=float, default=0.7, help="0 = greedy (default: the rollouts')")
     parser.add_argument(
@@ -81,6 +81,7 @@ def run_one(args: argparse.Namespace, estimator: str, seed: int, evaluate_start:
     trainer = LocalTrainer(config, log=lambda line: None)
     heldout = interleave_by_type(load_tasks(config, "eval_in_distribution"))[: args.eval_games]
     env_steps, started = 0, time.perf_counter()
+    rollout_success: list[float] = []  # training episodes' success per iteration so far
 
     def evaluate(iteration: int) -> None:
         metrics = trainer.evaluate(heldout, args.eval_temperature)
@@ -91,6 +92,7 @@ def run_one(args: argparse.Namespace, estimator: str, seed: int, evaluate_start:
             "env_steps": env_steps,
             "success": metrics["eval/success_rate"],
             "invalid": metrics["eval/invalid_action_rate"],
+            "train_success": sum(rollout_success) / len(rollout_success) if rollout_success else None,
             "seconds": time.perf_counter() - started,
         }
         with (args.out / "results.jsonl").open("a") as handle:
@@ -103,6 +105,7 @@ def run_one(args: argparse.Namespace, estimator: str, seed: int, evaluate_start:
         for iteration in range(1, args.iterations + 1):
             record = trainer.train_iteration(iteration)
             env_steps += int(record["rollout/steps"])
+            rollout_success.append(record["rollout/success_rate"])
             if iteration % args.eval_every == 0 or iteration == args.iterations:
                 evaluate(iteration)
     finally:
@@ -123,8 +126,9 @@ def summarise(results: list[dict], out: Path) -> str:
         {**r, "estimator": estimator} for r in starts for estimator in estimators
     ]
     lines = [
-        "| estimator | iteration | env steps (mean) | held-out success mean | min..max | invalid | seeds |",
-        "|---|---:|---:|---:|---|---:|---:|",
+        "| estimator | iteration | env steps (mean) | held-out success mean | min..max | invalid | training success"
+        " so far (mean) | seeds |",
+        "|---|---:|---:|---:|---|---:|---:|---:|",
     ]
     figure, axis = plt.subplots(figsize=(7, 4.5))
     for estimator in estimators:
@@ -139,9 +143,11 @@ def summarise(results: list[dict], out: Path) -> str:
             lows.append(float(success.min()))
             highs.append(float(success.max()))
             invalid = float(np.mean([r["invalid"] for r in at]))
+            trained = [r["train_success"] for r in at if r.get("train_success") is not None]
+            trained_text = f"{np.mean(trained):.2f}" if trained else "-"
             lines.append(
                 f"| {estimator} | {iteration} | {xs[-1]:.0f} | {means[-1]:.2f} | {lows[-1]:.2f}..{highs[-1]:.2f} "
-                f"| {invalid:.2f} | {len(at)} |"
+                f"| {invalid:.2f} | {trained_text} | {len(at)} |"
             )
         axis.plot(xs, means, marker="o", label=estimator)
         axis.fill_between(xs, lows, highs, alpha=0.2)
