@@ -169,6 +169,9 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if args.single:
+        from verl_agent_ext import quiet
+
+        quiet.configure(verbose=False)  # no per-load progress bars or engine-probe warnings in the table's output
         estimator, seed, evaluate_start = args.single.split(",")
         run_one(args, estimator, int(seed), evaluate_start == "1")
         sys.stdout.flush()
