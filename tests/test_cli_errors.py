@@ -102,26 +102,42 @@ def test_filters_are_narrow():
     assert [str(w.message) for w in caught] == ["some other engine problem"]
 
 
-def test_verls_per_request_warnings_show_once_per_process(caplog):
+def test_verls_per_request_warnings_show_once_per_process():
     import logging
 
     from verl.utils.tokenizer.continuous_token_wiring import infer_continuous_token_model_family
 
     import verl_agent_ext.verl_plugin  # noqa: F401  (installs the filters, as in every verl process)
 
+    class Recorder(logging.Handler):  # on the loggers themselves: some libraries stop propagation to the root
+        def __init__(self) -> None:
+            super().__init__(logging.DEBUG)
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    recorder = Recorder()
     loggers = [logging.getLogger(name) for name, _, _ in quiet.REPEATED_LOG_MESSAGES]
     assert all(any(type(f).__name__ == "_OnceFilter" for f in logger.filters) for logger in loggers)
-    for logger in loggers:  # a fresh process's state
-        logger.filters = [f for f in logger.filters if type(f).__name__ != "_OnceFilter"]
-    quiet.dedupe_repeated_logs()
-    quiet.dedupe_repeated_logs()  # idempotent
-    with caplog.at_level(logging.WARNING):
+    levels = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:  # a fresh process's state
+            logger.filters = [f for f in logger.filters if type(f).__name__ != "_OnceFilter"]
+            logger.addHandler(recorder)
+            logger.setLevel(logging.WARNING)
+        quiet.dedupe_repeated_logs()
+        quiet.dedupe_repeated_logs()  # idempotent
         for _ in range(3):  # what verl's agent loop does on every request for a llama model (SmolLM2)
             infer_continuous_token_model_family(hf_model_type="llama")
         for (name, start, _), logger in zip(quiet.REPEATED_LOG_MESSAGES, loggers, strict=True):
             logger.warning("%s again", start)
             logger.warning("another message of %s", name)
-    messages = [r.getMessage() for r in caplog.records]
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(recorder)
+            logger.setLevel(level)
+    messages = recorder.messages
     assert sum("Continuous Token builder" in m for m in messages) == 1  # verl's real message, once
     for name, start, _ in quiet.REPEATED_LOG_MESSAGES:
         assert sum(m.startswith(start) for m in messages) == 1
