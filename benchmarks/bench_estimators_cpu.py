@@ -156,7 +156,9 @@ def summarise(results: list[dict], out: Path) -> str:
     axis.set_ylim(-0.05, 1.05)
     axis.grid(alpha=0.3)
     axis.legend()
-    axis.set_title("ALFWorld (generated), SmolLM2-135M from the same warm start; band: min..max over seeds")
+    axis.set_title(
+        "ALFWorld (generated), SmolLM2-135M from the same warm start\nband: min..max over seeds", fontsize=10
+    )
     figure.tight_layout()
     figure.savefig(out / "estimators.png", dpi=100)
     plt.close(figure)
