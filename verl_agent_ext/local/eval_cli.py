@@ -74,7 +74,9 @@ def policy_config(policy: str, args: argparse.Namespace, out_dir: str):
     if args.games_dir is not None:
         settings["games_dir"] = args.games_dir
     else:  # enough generated games of each type for --episodes (the split is cached per size)
-        types = len([t for t in settings.get("task_types", "").split(",") if t]) or 6
+        from verl_agent_ext.envs.alfworld.generator import TASK_TYPES
+
+        types = len([t for t in settings.get("task_types", "").split(",") if t]) or len(TASK_TYPES)
         settings["games_per_type"] = max(settings.get("games_per_type", 2), -(-args.episodes // types))
     return LocalTrainConfig.from_dict(settings), checkpoint
 

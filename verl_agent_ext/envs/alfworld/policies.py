@@ -52,11 +52,12 @@ class SearchingExpert:
         self._seen = ""  # the episode's observation texts
         self._visited: set[str] = set()
         self._opened: set[str] = set()
+        self._here: str | None = None  # the receptacle it went to last (None: the middle of the room)
 
     def act(self, observation: Observation) -> str:
         if self.env.current_task is not self._task or self.env.steps_taken == 0:
             self._task, self._seen, self._visited, self._opened = self.env.current_task, "", set(), set()
-            self._here: str | None = None  # the receptacle it went to last (None: the middle of the room)
+            self._here = None
         self._seen += " " + observation.text
         plan = self.env.plan()
         action = plan[0] if plan else "look"
