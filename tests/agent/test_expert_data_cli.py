@@ -12,10 +12,9 @@ from omegaconf import OmegaConf
 from verl_agent_ext.agent.env_agent_loop import build_agent_loop
 from verl_agent_ext.agent.expert_data_cli import read_info
 from verl_agent_ext.cli import main
-from verl_agent_ext.envs.alfworld.prompt import PromptConfig
+from verl_agent_ext.envs.alfworld.prompt import COMPACT_TEMPLATE, PromptConfig
 from verl_agent_ext.envs.pool import EnvPool
 from verl_agent_ext.envs.text import extract_action, parse_tagged_action
-from verl_agent_ext.local.config import COMPACT_ALFWORLD_TEMPLATE
 
 
 def expert_data(tmp_path_factory, env: str, *extra: str):
@@ -36,7 +35,7 @@ def test_rows_answer_in_the_parsers_format(alfworld_data):
     jsonl = [json.loads(line) for line in (alfworld_data / "train.jsonl").read_text().splitlines()]
     info = read_info(alfworld_data)
     assert len(rows) == len(jsonl) == info["splits"]["train"]["rows"] >= 4
-    assert info["splits"]["train"]["won"] == 2 and info["settings"]["prompt_template"] == COMPACT_ALFWORLD_TEMPLATE
+    assert info["splits"]["train"]["won"] == 2 and info["settings"]["prompt_template"] == COMPACT_TEMPLATE
     assert set(rows.task_type) == {"pick_and_place_simple"} and set(rows.env_name) == {"alfworld"}
     for row in jsonl:
         user, answer = row["messages"]

@@ -11,7 +11,7 @@ import torch
 from verl_agent_ext.local.batch import StepRows
 from verl_agent_ext.local.checkpoint import read_config
 from verl_agent_ext.local.config import LocalTrainConfig
-from verl_agent_ext.local.trainer import LocalTrainer
+from verl_agent_ext.local.trainer import LocalTrainer, load_tasks
 
 
 def tiny_config(out_dir, **overrides) -> LocalTrainConfig:
@@ -181,3 +181,14 @@ def test_eval_command_on_the_runs_checkpoint(tiny_run, tmp_path):
     results = json.loads(out.read_text())["results"][str(out_dir)]
     assert results["all"]["episodes"] == 2 and results["all"]["mean_steps"] == 1.0
     assert len(results) == 3  # two task types (round-robin) + all
+
+
+def test_solvable_within_filters_the_training_games_only():
+    config = LocalTrainConfig(games_per_type=10, task_types="pick_and_place_simple", solvable_within=8)
+    everything = load_tasks(LocalTrainConfig(games_per_type=10, task_types="pick_and_place_simple"))
+    kept = load_tasks(config)
+    assert 0 < len(kept) < len(everything) and set(kept) <= set(everything)
+    impossible = LocalTrainConfig(games_per_type=1, task_types="pick_and_place_simple", solvable_within=1)
+    with pytest.raises(ValueError, match="wins no training task within 1 steps"):
+        load_tasks(impossible)
+    assert len(load_tasks(impossible, "eval_in_distribution")) == 1  # held-out games are never filtered

@@ -3,10 +3,13 @@ Ray workers, the env agent loop, TransferQueue, the step-metadata hook, `scpo`, 
 `transformers` rollout backend. Iteration 1 runs and is checkpointed by verl; a second run resumes from that
 checkpoint, validates (verl's `_validate`, as `trainer.val_only=True` does) and runs iteration 2.
 
-Tiny settings: 6 tasks x group 2, one environment step per episode, in two sub-steps of 3 tasks
-(`parameter_sync_step=2`: verl splits each step and logs metrics per sub-step, so episode metrics must be over the
-whole step); each sub-step has 6 step rows, never a multiple of the 4-row mini-batch (verl pads them); response 8
-tokens, a large learning rate so that the update visibly moves the policy.
+Tiny settings: 6 tasks x group 2, one environment step per episode; response 8 tokens, a large learning rate so
+that the update visibly moves the policy. Iteration 1 runs in two sub-steps of 3 tasks (`parameter_sync_step=2`:
+verl splits the step, updates the actor after each sub-step and logs metrics per sub-step, so episode metrics must
+be over the whole step); each sub-step has 6 step rows, never a multiple of the 4-row mini-batch (verl pads them).
+Iteration 2 runs in one sub-step, so all its rollouts come from the weights synced at its start: the second
+sub-step of a split step samples with weights one update old (verl syncs once per step), which would hide a
+failed sync among the expected differences.
 """
 
 from __future__ import annotations
@@ -27,7 +30,6 @@ STEP_LINE = re.compile(r"step:(\d+) - (.*)")
 NUMPY_REPR = re.compile(r"^np\.\w+\((.*)\)$")
 TINY = [
     "data.train_batch_size=6",
-    "+trainer.v1.sync.parameter_sync_step=2",
     "actor_rollout_ref.rollout.n=2",
     "env.max_steps=1",
     "env.pool.num_envs=12",
@@ -85,7 +87,7 @@ def actor_weights(step_dir: Path) -> dict[str, torch.Tensor]:
 def runs(tmp_path_factory):
     """Iteration 1 (checkpointed), then a resumed run that validates 2 episodes and runs iteration 2."""
     ckpt = tmp_path_factory.mktemp("verl_cpu") / "ckpt"
-    first, first_steps = run_trainer(ckpt, "trainer.total_training_steps=1")
+    first, first_steps = run_trainer(ckpt, "trainer.total_training_steps=1", "+trainer.v1.sync.parameter_sync_step=2")
     assert first.returncode == 0, (first.stdout + first.stderr)[-6000:]
     validate = ["trainer.val_before_train=True", "data.val_max_samples=2", "actor_rollout_ref.rollout.val_kwargs.n=1"]
     resumed, resumed_steps = run_trainer(ckpt, "trainer.total_training_steps=2", "trainer.save_freq=-1", *validate)
@@ -99,7 +101,7 @@ def test_two_iterations_of_verls_trainer_with_scpo(runs):
     for metrics in (first_steps[1], resumed_steps[2]):
         assert "actor/pg_loss" in metrics and torch.isfinite(torch.tensor(metrics["actor/pg_loss"]))
         assert any(key.startswith("credit/scpo/") for key in metrics), sorted(metrics)
-        assert metrics["env/num_episodes"] == 12  # 6 tasks x group 2 over both sub-steps, padding rows excluded
+        assert metrics["env/num_episodes"] == 12  # 6 tasks x group 2 (over both sub-steps), padding rows excluded
         assert metrics["env/episode_length/mean"] == 1
         # rollout outputs carry the weight version of the last sync: never stale in a synchronous run
         assert metrics["training/off_policy/trajectory_staleness/max"] == 0

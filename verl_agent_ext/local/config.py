@@ -11,15 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from verl_agent_ext.envs.alfworld.prompt import COMPACT_TEMPLATE
 from verl_agent_ext.local.model import DEFAULT_MODEL
-
-# A short ALFWorld prompt for small models: fewer tokens than the environment's default, and it ends with a
-# concrete answer to copy (untrained, SmolLM2-135M then answers in the tag format about one time in eight; with the
-# default template, almost never). Fields as in `envs.alfworld.prompt.PromptConfig.template`.
-COMPACT_ALFWORLD_TEMPLATE = (
-    "Task: {task}\n{history}You see: {observation}\nActions: {actions}\n"
-    "Copy one action into the tag, like this: <action>look</action>"
-)
 
 
 @dataclass
@@ -50,12 +43,13 @@ class LocalTrainConfig:
     games_per_type: int = 2
     games_seed: int = 0  # seed of the generated games (the run's `seed` leaves the games unchanged)
     task_types: str = ""  # comma-separated ALFWorld task types to play ("" = all six)
+    solvable_within: int = 0  # train only on tasks the searching expert wins within this many steps (0: all)
     groups_per_iter: int = 2
     group_size: int = 4
     max_steps: int = 3  # environment steps per episode
     history_length: int = 1  # past turns in the prompt
     max_actions: int = 8  # admissible actions listed in the prompt (ALFWorld)
-    prompt_template: str = COMPACT_ALFWORLD_TEMPLATE  # "" for the environment's default template
+    prompt_template: str = COMPACT_TEMPLATE  # "" for the environment's default template
     response_prefix: str = "<action>"  # prefilled start of every answer (env.response_prefix); "" for none
     prompt_length: int = 512  # tokens
     response_length: int = 24  # tokens per step

@@ -25,6 +25,8 @@ HELP = {
     "--lora-rank",
     "games_seed": "seed of the generated games",
     "task_types": "comma-separated ALFWorld task types to train on (default: all six)",
+    "solvable_within": "train only on the tasks the searching expert (the warm start's demonstrator) wins within this "
+    "many steps (0: all tasks; held-out evaluation games are never filtered)",
     "games_dir": "folder of ALFWorld games (default: the cached generated set)",
     "games_per_type": "generated games per ALFWorld task type (6 types)",
     "groups_per_iter": "tasks per iteration",

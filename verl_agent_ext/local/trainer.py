@@ -495,7 +495,8 @@ def episode_metrics(episodes: list[tuple[str, list]], prefix: str) -> dict[str, 
 
 
 def load_tasks(config: LocalTrainConfig, split: str = "train") -> list:
-    """ALFWorld tasks of `split`: games under `games_dir`, else the cached generated set; only `task_types`."""
+    """ALFWorld tasks of `split`: games under `games_dir`, else the cached generated set; only `task_types`; for the
+    training split, only those the searching expert wins within `solvable_within` steps (when set)."""
     if config.env != "alfworld":
         raise ValueError(f"train-local plays env 'alfworld' for now, got {config.env!r}")
     from verl_agent_ext.envs.alfworld.games import generated_tasks, list_tasks
@@ -505,7 +506,24 @@ def load_tasks(config: LocalTrainConfig, split: str = "train") -> list:
     else:
         tasks = generated_tasks(split, per_type=config.games_per_type, seed=config.games_seed)
     wanted = [t for t in config.task_types.split(",") if t]
-    return [task for task in tasks if task.task_type in wanted] if wanted else tasks
+    tasks = [task for task in tasks if task.task_type in wanted] if wanted else tasks
+    if split == "train" and config.solvable_within:
+        tasks = _solvable_tasks(tasks, config.solvable_within)
+    return tasks
+
+
+def _solvable_tasks(tasks: list, max_steps: int) -> list:
+    """The tasks the searching expert wins within `max_steps` (it plays each game once; the result is cached)."""
+    from tqdm import tqdm
+
+    from verl_agent_ext.envs.alfworld.solvable import solvable_within
+
+    with tqdm(desc="searcher plays each training game once (cached)", unit="game", disable=None, leave=False) as bar:
+        kept = solvable_within(tasks, max_steps, progress=lambda task: bar.update())
+    if not kept:
+        raise ValueError(f"the searching expert wins no training task within {max_steps} steps (--solvable-within)")
+    print(f"[train-local] training on the {len(kept)} of {len(tasks)} tasks the searcher wins within {max_steps} steps")
+    return kept
 
 
 def _make_env_pool(config: LocalTrainConfig):

@@ -8,7 +8,7 @@ import pytest
 
 from verl_agent_ext.envs.alfworld.env import NOTHING_HAPPENS, AlfworldEnv
 from verl_agent_ext.envs.alfworld.games import read_traj_data
-from verl_agent_ext.envs.alfworld.prompt import PromptConfig
+from verl_agent_ext.envs.alfworld.prompt import COMPACT_TEMPLATE, PromptConfig
 from verl_agent_ext.envs.base import Task, Turn
 from verl_agent_ext.envs.registry import make_env
 
@@ -157,6 +157,18 @@ def test_prompt_shows_task_last_k_turns_observation_actions_and_format(task_per_
     assert "<think>" in prompt and "<action>" in prompt and "Step 6." in prompt
     bare = AlfworldEnv(prompt=PromptConfig(history_turns=0)).format_prompt(obs, history, 5)
     assert "obs 4" not in bare
+
+
+def test_prompt_settings_from_a_config_mapping_with_a_named_template(task_per_type):
+    # what `env.env_kwargs.alfworld.prompt={history_turns:0,max_actions:40,template:compact}` hands the env
+    env = AlfworldEnv(prompt={"history_turns": 0, "max_actions": 40, "template": "compact"})
+    assert env.prompt == PromptConfig(history_turns=0, max_actions=40, template=COMPACT_TEMPLATE)
+    obs = env.reset(task_per_type["pick_and_place_simple"])
+    assert env.format_prompt(obs, [], 0).startswith("Task: put ")
+    with pytest.raises(ValueError, match="valid keys"):
+        PromptConfig.from_value({"history": 0})
+    with pytest.raises(ValueError, match="compact"):
+        PromptConfig.from_value({"template": "short"})
 
 
 def test_parse_action_reasons(task_per_type):

@@ -1,4 +1,5 @@
-"""The planner expert solves generated games of all six task types; the random policy never crashes."""
+"""The planner expert solves generated games of all six task types; the random policy never crashes; the searcher
+plays in listed order, and its step counts select the games solvable within a step budget."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections import Counter
 
 from verl_agent_ext.envs.alfworld.env import AlfworldEnv
 from verl_agent_ext.envs.alfworld.generator import TASK_TYPES
+from verl_agent_ext.envs.alfworld.solvable import SEARCH_LIMIT, searcher_steps, solvable_within
 from verl_agent_ext.envs.registry import make_policy
 
 
@@ -63,3 +65,19 @@ def test_searcher_searches_in_listed_order_then_wins(alfworld_tasks):
         assert result.won
         searched += result.info["steps"] > play(env, expert, task).info["steps"]
     assert searched >= 2  # it searched where the planner went straight to the object
+
+
+def test_solvable_within_keeps_the_games_the_searcher_wins_in_time_and_caches_the_counts(
+    alfworld_tasks, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("VERL_AGENT_EXT_CACHE", str(tmp_path))  # the step counts' cache; the games stay where they are
+    tasks = [task for task in alfworld_tasks if task.task_type == "pick_and_place_simple"][:4]
+    env = AlfworldEnv(max_steps=SEARCH_LIMIT)
+    played = [play(env, make_policy("alfworld", "searcher", env), task) for task in tasks]
+    expected = [result.info["steps"] if result.won else None for result in played]
+    assert searcher_steps(tasks) == expected
+    budget = sorted(steps for steps in expected if steps is not None)[1]
+    monkeypatch.setattr("verl_agent_ext.envs.alfworld.solvable._play_searcher", lambda env, task: 1 / 0)  # cached
+    kept = solvable_within(tasks, budget)
+    assert kept == [task for task, steps in zip(tasks, expected, strict=True) if steps is not None and steps <= budget]
+    assert 2 <= len(kept) < len(tasks)  # these four games need different numbers of steps

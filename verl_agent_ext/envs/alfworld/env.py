@@ -13,7 +13,7 @@ which is exactly what this class returns, with `invalid=True` and the reason.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ class AlfworldEnv(TextEnv):
     won_reward: reward of the winning step (every other step: 0).
     anchor_inventory: append "Carrying: ..." to the anchor observation, so identical text with different hidden
         state (what the agent holds) is not grouped together by GiGPO.
-    prompt: the prompt template (history length, wording).
+    prompt: the prompt template (history length, wording): a PromptConfig or a mapping of its fields.
     """
 
     name = ENV_NAME
@@ -46,14 +46,14 @@ class AlfworldEnv(TextEnv):
         max_steps: int = 50,
         won_reward: float = 10.0,
         anchor_inventory: bool = False,
-        prompt: PromptConfig | None = None,
+        prompt: PromptConfig | Mapping[str, Any] | None = None,
     ) -> None:
         if max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         self.max_steps = max_steps
         self.won_reward = won_reward
         self.anchor_inventory = anchor_inventory
-        self.prompt = prompt or PromptConfig()
+        self.prompt = PromptConfig.from_value(prompt)
         self._engine: Any = None
         self._loaded_file: Path | None = None
         self._task: Task | None = None

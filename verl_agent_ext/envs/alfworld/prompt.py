@@ -7,8 +7,9 @@ Every piece is configurable through `PromptConfig`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
 
 from verl_agent_ext.envs.base import Observation, Turn
 
@@ -20,6 +21,14 @@ DEFAULT_TEMPLATE = (
     "Reason briefly inside <think>...</think>, then reply with exactly one admissible action inside "
     "<action>...</action>."
 )
+# A short prompt for small models: fewer tokens than the default, and it ends with a concrete answer to copy
+# (untrained, SmolLM2-135M then answers in the tag format about one time in eight; with the default, almost never).
+COMPACT_TEMPLATE = (
+    "Task: {task}\n{history}You see: {observation}\nActions: {actions}\n"
+    "Copy one action into the tag, like this: <action>look</action>"
+)
+TEMPLATES = {"default": DEFAULT_TEMPLATE, "compact": COMPACT_TEMPLATE}
+"""Templates by name: `PromptConfig.from_value({"template": "compact"})` (a hydra override cannot carry newlines)."""
 DEFAULT_HISTORY_HEADER = "Your last {k} steps:\n"
 DEFAULT_TURN_TEMPLATE = "- you saw: {observation} you did: {action}\n"
 
@@ -46,6 +55,25 @@ class PromptConfig:
     def __post_init__(self) -> None:
         if self.history_turns < 0 or self.max_actions < 1:
             raise ValueError("history_turns must be >= 0 and max_actions >= 1")
+
+    @classmethod
+    def from_value(cls, value: PromptConfig | Mapping[str, Any] | None) -> PromptConfig:
+        """A PromptConfig, None (the defaults) or a mapping of its fields, e.g. the config section
+        `env.env_kwargs.alfworld.prompt: {history_turns: 0, max_actions: 40, template: compact}`; a `template` that
+        names an entry of `TEMPLATES` is replaced by that template."""
+        if value is None or isinstance(value, PromptConfig):
+            return value or cls()
+        valid = {f.name for f in fields(cls)}
+        unknown = sorted(set(value) - valid)
+        if unknown:
+            raise ValueError(f"unknown ALFWorld prompt settings {unknown}; valid keys: {sorted(valid)}")
+        settings = dict(value)
+        template = settings.get("template")
+        if template in TEMPLATES:
+            settings["template"] = TEMPLATES[template]
+        elif template is not None and "{" not in template:
+            raise ValueError(f"prompt template {template!r} is neither a format string nor a name in {list(TEMPLATES)}")
+        return cls(**settings)
 
 
 def split_intro(feedback: str) -> tuple[str, str]:
