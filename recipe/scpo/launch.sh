@@ -3,7 +3,7 @@
 #   --dry-run          print the command, compose and validate the configuration with the plugin loaded, start
 #                      nothing; exits non-zero if the configuration is not valid.
 #   --cpu              verl's trainer on this machine's CPU (VERL_PLATFORM=cpu, the `transformers` rollout backend)
-#                      with the small CPU profile (verl_agent_ext/verl_plugin/cpu_profile.py): SmolLM2-135M, 2 tasks x
+#                      with the small CPU profile (verl_agent_ext/cpu_profile.py): SmolLM2-135M, 2 tasks x
 #                      group 4, <= 5 steps, 2 iterations; model and tasks are prepared in the cache on first use.
 #                      Overrides given after it still apply (e.g. --cpu trainer.total_training_steps=3).
 #   --                 separates a script's own overrides (before) from the user's (after): the CPU profile goes between.
@@ -36,7 +36,7 @@ if (( cpu )); then
   done
   prepare=()
   if (( dry_run )) || [[ "${VAE_PRINT_ONLY:-0}" == "1" ]]; then prepare=(--no-prepare); fi
-  mapfile -t profile < <(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m verl_agent_ext.verl_plugin.cpu_profile \
+  mapfile -t profile < <(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m verl_agent_ext.cpu_profile \
     --env "$env_name" "${prepare[@]}")
   (( ${#profile[@]} )) || { echo "launch.sh: the CPU profile could not be prepared" >&2; exit 1; }
   export VERL_PLATFORM=cpu

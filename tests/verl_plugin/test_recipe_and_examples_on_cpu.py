@@ -16,6 +16,7 @@ from hydra import compose, initialize_config_dir
 
 from verl_agent_ext.credit import GiGPOConfig, SCPOConfig
 from verl_agent_ext.credit.config import SSPOConfig
+from verl_agent_ext.verl_plugin.rollout_registry import ROLLOUT_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "recipe" / "scpo" / "config"
@@ -143,6 +144,6 @@ def test_cpu_flag_adds_the_cpu_profile_between_the_script_and_the_user(script, m
     monkeypatch.setattr("verl.utils.device.get_device_name", lambda: "cpu")
     notes = recipe_main().check(config)  # includes the cpu platform's start-up check
     assert notes[0].startswith(f"estimator={estimator} env={env_name} max_steps=5 tasks/iter=2 group=4 iterations=3")
-    assert config.actor_rollout_ref.rollout.name == "transformers" and config.trainer.device == "cpu"
+    assert config.actor_rollout_ref.rollout.name == ROLLOUT_NAME and config.trainer.device == "cpu"
     assert config.data.train_files.endswith(f"{env_name}_cpu/train.parquet")
     assert (config.data.max_prompt_length, config.data.max_response_length) == (512, 24)
