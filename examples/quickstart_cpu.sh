@@ -3,10 +3,12 @@
 # It starts from the warm-start adapter shipped with the package (`alfworld-pick-smollm2-135m`: supervised LoRA on
 # the searching planner's demonstrations, made by the `warm-start` command in docs/cpu_training.md), so episodes
 # are won from the first iteration and SCPO has successful siblings to credit failed steps against.
-# Sized for a 2-core laptop/CI runner: pick_and_place_simple games, 2 tasks x group 4, <= 8 steps per episode,
-# 16-token answers prefilled with '<action>', temperature 0.7, 3 iterations; the prompt settings are the adapter's
-# (no history turn, up to 40 listed actions). The same command trains on one GPU with larger settings (e.g.
-# --groups-per-iter 16 --group-size 8 --max-steps 50 --response-length 256 --model <HF model> --init-adapter "").
+# Sized for a 2-core laptop/CI runner: the pick_and_place_simple games that the searcher wins within 8 steps (8 of
+# 24: on the others no episode of <= 8 steps can win, so their groups teach nothing), 2 tasks x group 4, <= 8 steps
+# per episode, 16-token answers prefilled with '<action>', temperature 1.0, 3 iterations; the prompt settings are
+# the adapter's (no history turn, up to 40 listed actions). The same command trains on one GPU with larger
+# settings (e.g. --groups-per-iter 16 --group-size 8 --max-steps 50 --solvable-within 0 --response-length 256
+# --model <HF model> --init-adapter "").
 #
 #   bash examples/quickstart_cpu.sh [--out DIR] [more train-local options]
 #
@@ -23,13 +25,14 @@ verl-agent-ext train-local \
   --init-adapter alfworld-pick-smollm2-135m \
   --task-types pick_and_place_simple \
   --games-per-type 24 \
+  --solvable-within 8 \
   --history-length 0 \
   --max-actions 40 \
   --iterations 3 \
   --groups-per-iter 2 \
   --group-size 4 \
   --max-steps 8 \
-  --temperature 0.7 \
+  --temperature 1.0 \
   --response-length 16 \
   --out "$ROOT/runs/quickstart_cpu" \
   "$@"
