@@ -10,17 +10,27 @@ only (``--dry-run``). It imports no verl, so it adds well under a second to ever
 The profile: 2 tasks x group 4, <= 5 environment steps, prompt 512 / response 24 tokens, the ``<action>`` prefill,
 full-weight fp32 training (lr 1e-5, no KL / reference model), 2 iterations, no validation, console logger; Ray
 local with logical resources (1 GPU = the one training worker, 8 CPUs) and a 1 GB object store.
+
+``--init-adapter NAME`` (``launch.sh --cpu --warm-start=NAME``) starts ALFWorld from a `verl-agent-ext warm-start`
+adapter instead of the untrained model, so episodes are won and the credit of every estimator has something to
+work on: the model is the base with the adapter merged in (`local.model.merged_folder`: actor, rollout and iStar's
+PRM all start from it), the prompt settings are the adapter's (its warm_start.json: history turns, listed actions,
+named template), the tasks are its task types' generated games that the searcher wins within the adapter's
+evaluation step budget (`prepare-data --solvable-within`), episodes last that many steps, at temperature 1.0.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from verl_agent_ext.local.model import DEFAULT_MODEL, cache_dir, hf_folder
+from verl_agent_ext.envs.alfworld.prompt import DEFAULT_TEMPLATE, TEMPLATES
+from verl_agent_ext.local.model import DEFAULT_MODEL, cache_dir, hf_folder, merged_folder, resolve_adapter
 
 ENVS = ("alfworld", "webshop")
 TASKS_PER_ITER = 2
@@ -28,25 +38,69 @@ GROUP_SIZE = 4
 MAX_STEPS = 5
 
 
-def data_dir(env: str) -> Path:
+@dataclass(frozen=True)
+class WarmStart:
+    """What the profile takes from a warm-start adapter's warm_start.json (see the module docstring)."""
+
+    name: str  # the adapter folder's name
+    history_length: int
+    max_actions: int
+    template: str  # a name in envs.alfworld.prompt.TEMPLATES
+    task_types: str
+    per_type: int
+    games_seed: int
+    max_steps: int  # the adapter's held-out evaluation step budget
+
+    @classmethod
+    def of(cls, adapter: str) -> WarmStart:
+        folder = resolve_adapter(adapter)
+        record_file = folder / "warm_start.json"
+        if not record_file.is_file():
+            raise SystemExit(
+                f"{folder} has no warm_start.json: --warm-start takes a `verl-agent-ext warm-start` adapter"
+            )
+        record = json.loads(record_file.read_text())
+        data = record["data_info"]["settings"]
+        if data["env"] != "alfworld":
+            raise SystemExit(f"--warm-start supports ALFWorld adapters; {folder.name} was trained on {data['env']}")
+        names = {template: name for name, template in TEMPLATES.items()}
+        template = names.get(data["prompt_template"] or DEFAULT_TEMPLATE)
+        if template is None:
+            raise SystemExit(f"{folder.name}'s prompt template is not one of the named ones {list(TEMPLATES)}")
+        return cls(
+            name=folder.name,
+            history_length=data["history_length"],
+            max_actions=data["max_actions"],
+            template=template,
+            task_types=data["task_types"],
+            per_type=data["per_type"],
+            games_seed=data["seed"],
+            max_steps=record["settings"]["eval_max_steps"],
+        )
+
+
+def data_dir(env: str, warm: WarmStart | None = None) -> Path:
     """Where the profile's train/val parquet files live."""
-    return cache_dir().parent / "verl_data" / f"{env}_cpu"
+    return cache_dir().parent / "verl_data" / (f"{env}_cpu-{warm.name}" if warm else f"{env}_cpu")
 
 
-def prepare_data(env: str) -> Path:
+def prepare_data(env: str, warm: WarmStart | None = None) -> Path:
     """Write the task parquet files for `env` once (generated games / catalog); returns their folder."""
-    folder = data_dir(env)
+    folder = data_dir(env, warm)
     if not (folder / "train.parquet").is_file():
         extra = ["--per-type", "2", "--val-size", "12"] if env == "alfworld" else ["--val-size", "12"]
+        if warm:
+            extra = ["--per-type", str(warm.per_type), "--seed", str(warm.games_seed), "--val-size", "12"]
+            extra += ["--task-types", warm.task_types, "--solvable-within", str(warm.max_steps)]
         command = [sys.executable, "-m", "verl_agent_ext.cli", "prepare-data", "--env", env, "--out", str(folder)]
         subprocess.run([*command, *extra], check=True, stdout=sys.stderr)
     return folder
 
 
-def overrides(env: str, model_path: str, data: Path) -> list[str]:
+def overrides(env: str, model_path: str, data: Path, warm: WarmStart | None = None) -> list[str]:
     """Hydra overrides of the CPU profile (see the module docstring)."""
     rows = TASKS_PER_ITER * GROUP_SIZE
-    return [
+    profile = [
         # platform: device cpu, fsdp2, sdpa attention, padded batches, no compile, fp32
         "trainer.device=cpu",
         "trainer.n_gpus_per_node=1",
@@ -77,8 +131,8 @@ def overrides(env: str, model_path: str, data: Path) -> list[str]:
         "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=2",
         "env.pool.backend=inprocess",
         f"env.pool.num_envs={rows}",
-        f"env.max_steps={MAX_STEPS}",
-        "env.history_length=1",
+        f"env.max_steps={warm.max_steps if warm else MAX_STEPS}",
+        f"env.history_length={warm.history_length if warm else 1}",
         "+env.response_prefix='<action>'",
         # sizes: 2 tasks x group 4, prompt 512 / response 24 tokens, full-weight update, no reference model
         f"data.train_batch_size={TASKS_PER_ITER}",
@@ -100,19 +154,31 @@ def overrides(env: str, model_path: str, data: Path) -> list[str]:
         "trainer.logger=[console]",
         f"trainer.experiment_name={env}_cpu",
     ]
+    if warm:
+        prompt = f"{{history_turns:{warm.history_length},max_actions:{warm.max_actions},template:{warm.template}}}"
+        profile.append(f"+env.env_kwargs.alfworld.prompt={prompt}")
+    return profile
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--env", choices=ENVS, required=True, help="environment of the launch script")
     parser.add_argument("--no-prepare", action="store_true", help="print the overrides only (no model/data set-up)")
+    parser.add_argument("--init-adapter", default=None, help="start from this warm-start adapter (name or folder)")
     args = parser.parse_args(argv)
+    warm = WarmStart.of(args.init_adapter) if args.init_adapter else None
+    if warm and args.env != "alfworld":
+        raise SystemExit(f"--warm-start supports ALFWorld; this script plays {args.env}")
     if args.no_prepare:
-        model_path, data = hf_folder(DEFAULT_MODEL, convert=False), data_dir(args.env)
+        model_path = (
+            merged_folder(args.init_adapter, convert=False) if warm else hf_folder(DEFAULT_MODEL, convert=False)
+        )
+        data = data_dir(args.env, warm)
     else:
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        model_path, data = hf_folder(DEFAULT_MODEL), prepare_data(args.env)
-    print("\n".join(overrides(args.env, model_path, data)))
+        model_path = merged_folder(args.init_adapter) if warm else hf_folder(DEFAULT_MODEL)
+        data = prepare_data(args.env, warm)
+    print("\n".join(overrides(args.env, model_path, data, warm)))
     return 0
 
 

@@ -6,6 +6,8 @@
 #                      with the small CPU profile (verl_agent_ext/cpu_profile.py): SmolLM2-135M, 2 tasks x
 #                      group 4, <= 5 steps, 2 iterations; model and tasks are prepared in the cache on first use.
 #                      Overrides given after it still apply (e.g. --cpu trainer.total_training_steps=3).
+#   --warm-start=NAME  with --cpu on ALFWorld: start from a `verl-agent-ext warm-start` adapter (a shipped one's name,
+#                      e.g. alfworld-pick-smollm2-135m, or a folder): its merged weights, prompt settings and games.
 #   --                 separates a script's own overrides (before) from the user's (after): the CPU profile goes between.
 #   VAE_PRINT_ONLY=1   print the command and exit (no Python).
 #   PYTHON=...         interpreter (default: the active one, else the checkout's .venv, else python3).
@@ -17,18 +19,24 @@ fi
 
 dry_run=0
 cpu=0
+warm_start=()
 script_overrides=()
 overrides=()
 for arg in "$@"; do
   case "$arg" in
     --dry-run) dry_run=1 ;;
     --cpu) cpu=1 ;;
+    --warm-start=*) warm_start=(--init-adapter "${arg#--warm-start=}") ;;
     --) script_overrides+=("${overrides[@]}"); overrides=() ;;
     *) overrides+=("$arg") ;;
   esac
 done
 
 profile=()
+if (( ${#warm_start[@]} )) && (( ! cpu )); then
+  echo "launch.sh: --warm-start needs --cpu (on GPUs, set actor_rollout_ref.model.lora_adapter_path instead)" >&2
+  exit 2
+fi
 if (( cpu )); then
   env_name=alfworld
   for arg in "${script_overrides[@]}" "${overrides[@]}"; do
@@ -37,7 +45,7 @@ if (( cpu )); then
   prepare=()
   if (( dry_run )) || [[ "${VAE_PRINT_ONLY:-0}" == "1" ]]; then prepare=(--no-prepare); fi
   mapfile -t profile < <(PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}" "$PYTHON" -m verl_agent_ext.cpu_profile \
-    --env "$env_name" "${prepare[@]}")
+    --env "$env_name" "${prepare[@]}" "${warm_start[@]}")
   (( ${#profile[@]} )) || { echo "launch.sh: the CPU profile could not be prepared" >&2; exit 1; }
   export VERL_PLATFORM=cpu
   # Ray starts its workers at niceness 15; on a laptop they are the job, not background work.

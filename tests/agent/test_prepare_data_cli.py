@@ -61,3 +61,19 @@ def test_verl_dataset_hands_the_task_to_the_agent_loop(alfworld_data, tokenizer)
 def test_unknown_val_split_is_refused(tmp_path, capsys):
     assert main(["prepare-data", "--env", "alfworld", "--out", str(tmp_path), "--val-split", "valid_seen"]) == 2
     assert "eval_out_of_distribution" in capsys.readouterr().err
+
+
+def test_rows_of_one_task_type_solvable_within_a_step_budget(prepared, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("ALFWORLD_DATA", raising=False)
+    argv = ["prepare-data", "--env", "alfworld", "--out", str(tmp_path), "--per-type", "1"]  # the fixture's games
+    assert main([*argv, "--task-types", "pick_and_place_simple", "--solvable-within", "50"]) == 0
+    train, val = (pd.read_parquet(tmp_path / f"{name}.parquet") for name in ("train", "val"))
+    assert set(train.task_type) == set(val.task_type) == {"pick_and_place_simple"} and len(train) == 1
+    assert "training tasks the searcher wins within 50 steps" in capsys.readouterr().out
+    assert main([*argv, "--solvable-within", "1"]) == 2  # no game is won in one step
+    assert "no training task is left" in capsys.readouterr().err
+
+
+def test_webshop_refuses_alfworld_filters(tmp_path, capsys):
+    assert main(["prepare-data", "--env", "webshop", "--out", str(tmp_path), "--solvable-within", "8"]) == 2
+    assert "ALFWorld" in capsys.readouterr().err

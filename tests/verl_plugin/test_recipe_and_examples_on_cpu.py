@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from verl_agent_ext.agent.config import EnvLoopConfig
 from verl_agent_ext.credit import GiGPOConfig, SCPOConfig
 from verl_agent_ext.credit.config import SSPOConfig
+from verl_agent_ext.envs.alfworld.prompt import COMPACT_TEMPLATE, PromptConfig
 from verl_agent_ext.verl_plugin.rollout_registry import ROLLOUT_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -147,3 +149,17 @@ def test_cpu_flag_adds_the_cpu_profile_between_the_script_and_the_user(script, m
     assert config.actor_rollout_ref.rollout.name == ROLLOUT_NAME and config.trainer.device == "cpu"
     assert config.data.train_files.endswith(f"{env_name}_cpu/train.parquet")
     assert (config.data.max_prompt_length, config.data.max_response_length) == (512, 24)
+
+
+def test_cpu_warm_start_plays_the_adapters_prompt_games_and_merged_weights():
+    env = {**os.environ, "VAE_PRINT_ONLY": "1", "PYTHONPATH": str(ROOT)}
+    script = [str(ROOT / "examples" / "run_istar_alfworld.sh"), "--cpu", "--warm-start=alfworld-pick-smollm2-135m"]
+    result = subprocess.run(["bash", *script], capture_output=True, text=True, env=env, check=True, timeout=240)
+    config = composed(shlex.split(result.stdout.strip().removeprefix("command:"))[3:])
+    assert Path(config.actor_rollout_ref.model.path).name.startswith("merged-alfworld-pick-smollm2-135m-")
+    assert config.data.train_files.endswith("alfworld_cpu-alfworld-pick-smollm2-135m/train.parquet")
+    assert (config.env.max_steps, config.env.history_length) == (8, 0)  # the adapter's evaluation budget, no history
+    prompt = PromptConfig.from_value(EnvLoopConfig.from_mapping(config.env).env_kwargs["alfworld"]["prompt"])
+    assert prompt == PromptConfig(history_turns=0, max_actions=40, template=COMPACT_TEMPLATE)
+    without_cpu = subprocess.run(["bash", script[0], script[2]], capture_output=True, text=True, env=env, timeout=60)
+    assert without_cpu.returncode == 2 and "--warm-start needs --cpu" in without_cpu.stderr

@@ -7,6 +7,8 @@ ALFWorld: the official splits when $ALFWORLD_DATA holds them (train 3,553 games;
 eval_out_of_distribution 134 or eval_in_distribution 140), otherwise the cached generated games (generated on
 first use; --per-type games of each of the six task types per split). WebShop: the goals of the catalog in
 --data-dir (original files or `webshop-generate` output), otherwise the default generated catalog.
+ALFWorld rows can be narrowed to --task-types and, for training, to the games the searching expert wins within
+--solvable-within steps (as `train-local --solvable-within`).
 
 One row per task (verl repeats it rollout.n times): `env_name`, `task_id`, `task_type`, `split` name the task;
 `agent_name` selects the environment agent loop; `prompt` is a one-line description (verl's dataset requires a
@@ -44,6 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--per-type", type=int, default=10, help="ALFWorld generated games per task type per split")
     parser.add_argument("--seed", type=int, default=0, help="seed of generated games / catalog")
+    parser.add_argument("--task-types", default="", help="ALFWorld: comma-separated task types to keep (default: all)")
+    parser.add_argument(
+        "--solvable-within",
+        type=int,
+        default=0,
+        help="ALFWorld: training tasks the searching expert wins within N steps only (0: all; see train-local)",
+    )
     parser.add_argument("--data-dir", default=None, help="WebShop catalog folder (default: generated catalog)")
     parser.set_defaults(func=run)
 
@@ -80,16 +89,30 @@ def alfworld_tasks(args: argparse.Namespace) -> tuple[list, list, str]:
     data_root = os.environ.get("ALFWORLD_DATA")
     if data_root and (Path(data_root).expanduser() / "json_2.1.1").is_dir():
         source = f"official ALFWorld splits from ALFWORLD_DATA={data_root}"
-        return games.list_tasks("train"), games.list_tasks(val_split), source
-    source = (
-        f"generated ALFWorld games ({args.per_type} per task type per split, seed {args.seed}; "
-        "set ALFWORLD_DATA to use the official splits)"
-    )
-    splits = []
-    for split in ("train", val_split):
-        with tqdm(desc=f"generating {split} games", unit="game", disable=None) as bar:
-            splits.append(games.generated_tasks(split, args.per_type, args.seed, progress=lambda game: bar.update()))
-    return splits[0], splits[1], source
+        train, val = games.list_tasks("train"), games.list_tasks(val_split)
+    else:
+        source = (
+            f"generated ALFWorld games ({args.per_type} per task type per split, seed {args.seed}; "
+            "set ALFWORLD_DATA to use the official splits)"
+        )
+        splits = []
+        for split in ("train", val_split):
+            with tqdm(desc=f"generating {split} games", unit="game", disable=None) as bar:
+                splits.append(games.generated_tasks(split, args.per_type, args.seed, lambda game: bar.update()))
+        train, val = splits
+    wanted = [name for name in args.task_types.split(",") if name]
+    if wanted:
+        train, val = ([task for task in tasks if task.task_type in wanted] for tasks in (train, val))
+        source += f", task types {wanted}"
+    if args.solvable_within:
+        from verl_agent_ext.envs.alfworld.solvable import solvable_within
+
+        with tqdm(desc="searcher plays each training game once (cached)", unit="game", disable=None) as bar:
+            train = solvable_within(train, args.solvable_within, progress=lambda task: bar.update())
+        source += f", training tasks the searcher wins within {args.solvable_within} steps"
+    if not train:
+        raise UserError(f"no training task is left after --task-types / --solvable-within ({source})")
+    return train, val, source
 
 
 def webshop_tasks(args: argparse.Namespace) -> tuple[list, list, str]:
@@ -106,6 +129,8 @@ def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     writable_folder(args.out, "--out")
+    if args.env != "alfworld" and (args.task_types or args.solvable_within):
+        raise UserError("--task-types and --solvable-within select ALFWorld games; WebShop has neither")
     with user_input_errors():  # unknown split, missing catalog or ALFWorld data
         train, val, source = alfworld_tasks(args) if args.env == "alfworld" else webshop_tasks(args)
     train, val = train[: args.train_size], val[: args.val_size]

@@ -141,3 +141,31 @@ def load_adapter(model, name: str):
     from peft import PeftModel
 
     return PeftModel.from_pretrained(model, str(resolve_adapter(name)), is_trainable=True)
+
+
+def merged_folder(adapter: str, convert: bool = True) -> str:
+    """A full HF model folder of the adapter's base model with the LoRA adapter merged into its weights, for trainers
+    that take a model path only (verl's `actor_rollout_ref.model.path`: actor, rollout and any second model then all
+    start from the warm start). Made once, cached under `$VERL_AGENT_EXT_CACHE/models/merged-<adapter>-<hash>`;
+    with `convert` False the folder's path is returned whether or not it exists yet."""
+    import hashlib
+    import json
+
+    folder = resolve_adapter(adapter)
+    digest = hashlib.sha256((folder / "adapter_model.safetensors").read_bytes()).hexdigest()[:12]
+    cached = cache_dir() / f"merged-{folder.name}-{digest}"
+    if not convert or (cached / "config.json").is_file():
+        return str(cached)
+    record = folder / "warm_start.json"
+    base = json.loads(record.read_text())["settings"]["model"] if record.is_file() else DEFAULT_MODEL
+    print(f"[model] merging adapter {folder.name} into {base} once: {cached}", flush=True)
+    model, tokenizer = load_policy(base)
+    from peft import PeftModel
+
+    merged = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
+    partial = cached.with_name(cached.name + f".tmp{os.getpid()}")
+    merged.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    shutil.rmtree(cached, ignore_errors=True)
+    partial.rename(cached)
+    return str(cached)
