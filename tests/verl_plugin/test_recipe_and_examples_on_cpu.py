@@ -159,6 +159,7 @@ def test_cpu_warm_start_plays_the_adapters_prompt_games_and_merged_weights():
     assert Path(config.actor_rollout_ref.model.path).name.startswith("merged-alfworld-pick-smollm2-135m-")
     assert config.data.train_files.endswith("alfworld_cpu-alfworld-pick-smollm2-135m/train.parquet")
     assert (config.env.max_steps, config.env.history_length) == (8, 0)  # the adapter's evaluation budget, no history
+    assert config.data.max_prompt_length == 320
     prompt = PromptConfig.from_value(EnvLoopConfig.from_mapping(config.env).env_kwargs["alfworld"]["prompt"])
     assert prompt == PromptConfig(history_turns=0, max_actions=40, template=COMPACT_TEMPLATE)
     without_cpu = subprocess.run(["bash", script[0], script[2]], capture_output=True, text=True, env=env, timeout=60)
