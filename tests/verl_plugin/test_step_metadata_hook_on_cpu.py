@@ -344,10 +344,11 @@ class RecordingPRMGroup:
         return SimpleNamespace(futures=[])
 
     def train_mini_batch(self, batch):
-        weights = self.tq.kv_batch_get(
-            keys=batch.keys, partition_id=batch.partition_id, select_fields=[istar_prm.PRM_TOKEN_WEIGHT]
-        )
-        self.trained.append((dict(batch.extra_info), weights[istar_prm.PRM_TOKEN_WEIGHT]))
+        # what verl's TrainingWorker receives: its tqbridge fetches the fields the batch meta lists
+        from verl.utils.transferqueue_utils import _meta_to_realdata, kv_batch_meta2batch_meta
+
+        data = _meta_to_realdata(kv_batch_meta2batch_meta(batch))
+        self.trained.append((dict(batch.extra_info), data[istar_prm.PRM_TOKEN_WEIGHT]))
         return SimpleNamespace(get=lambda: {"metrics": {"grad_norm": [0.5], "loss": [0.1]}})
 
 
@@ -365,14 +366,15 @@ def run_istar_advantage(tq, store_sessions, istar: dict):
     masks = tq.kv_batch_get(keys=keys, partition_id="train", select_fields=["response_mask"])["response_mask"]
     old = torch.full((len(keys), int(masks.offsets().diff().max())), -1.0)
     fields = TensorDict({"old_log_probs": response_to_nested(old, masks)}, len(keys))
-    tq.kv_batch_put(keys=keys, partition_id="train", fields=fields)
+    stored = tq.kv_batch_put(keys=keys, partition_id="train", fields=fields)  # lists the fields, as in the trainer
     trainer = object.__new__(PPOTrainerSync)
     trainer.config = algorithm_config("istar")
     trainer.config.actor_rollout_ref.rollout.temperature = 1.0
     trainer.config.algorithm.istar = istar
     trainer.istar_prm_wg = RecordingPRMGroup(tq, PRM_VALUE)
     metrics: dict[str, float] = {}
-    trainer._compute_advantage(KVBatchMeta(keys=keys, tags=[{} for _ in keys], partition_id="train"), metrics)
+    batch = KVBatchMeta(keys=keys, tags=[{} for _ in keys], partition_id="train", fields=stored.fields)
+    trainer._compute_advantage(batch, metrics)
     return trainer, keys, metrics
 
 

@@ -16,6 +16,7 @@ Checkpoints go to `<global_step_N>/istar_prm` beside the actor's and are loaded 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -183,10 +184,13 @@ def score_and_update_prm(trainer: Any, batch: Any, columns: dict[str, np.ndarray
         weight = torch.as_tensor(scored.weights * istar.beta, dtype=torch.float32)[:, None] * mask
         output = TensorDict({PRM_TOKEN_WEIGHT: response_to_nested(weight, response_mask)}, batch_size=len(batch))
         tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id, fields=output)
-        batch.extra_info.update(
+        # the worker reads the fields its batch meta lists (all when None): add the token weights to them
+        fields = None if batch.fields is None else list(dict.fromkeys([*batch.fields, PRM_TOKEN_WEIGHT]))
+        prm_batch = dataclasses.replace(batch, fields=fields)
+        prm_batch.extra_info.update(
             {"global_batch_size": len(batch), "mini_batch_size": len(batch), "epochs": 1, "temperature": temperature}
         )
-        result = trainer.istar_prm_wg.train_mini_batch(batch).get()
+        result = trainer.istar_prm_wg.train_mini_batch(prm_batch).get()
         # the worker's "loss" is the surrogate's value (sum_i c_i * beta * sum_k log pi_phi, which only its
         # gradient matters for), not the pair loss: istar/loss stays the driver's pair loss
         worker_keys = {"grad_norm": "istar/grad_norm", "lr": "istar/lr", "loss": "istar/surrogate_loss"}
