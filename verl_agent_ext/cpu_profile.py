@@ -23,6 +23,7 @@ tokens.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import subprocess
@@ -86,7 +87,10 @@ class WarmStart:
 
 def data_dir(env: str, warm: WarmStart | None = None) -> Path:
     """Where the profile's train/val parquet files live."""
-    return cache_dir().parent / "verl_data" / (f"{env}_cpu-{warm.name}" if warm else f"{env}_cpu")
+    if warm is None:
+        return cache_dir().parent / "verl_data" / f"{env}_cpu"
+    games = json.dumps([warm.task_types, warm.per_type, warm.games_seed, warm.max_steps])
+    return cache_dir().parent / "verl_data" / f"{env}_cpu-{warm.name}-{hashlib.sha256(games.encode()).hexdigest()[:8]}"
 
 
 def prepare_data(env: str, warm: WarmStart | None = None) -> Path:
@@ -172,7 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-prepare", action="store_true", help="print the overrides only (no model/data set-up)")
     parser.add_argument("--init-adapter", default=None, help="start from this warm-start adapter (name or folder)")
     args = parser.parse_args(argv)
-    warm = WarmStart.of(args.init_adapter) if args.init_adapter else None
+    try:
+        warm = WarmStart.of(args.init_adapter) if args.init_adapter else None
+    except FileNotFoundError as error:  # an unknown adapter name: the message lists the shipped ones
+        raise SystemExit(f"--warm-start: {error}") from None
     if warm and args.env != "alfworld":
         raise SystemExit(f"--warm-start supports ALFWorld; this script plays {args.env}")
     if args.no_prepare:

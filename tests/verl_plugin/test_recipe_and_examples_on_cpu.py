@@ -157,10 +157,12 @@ def test_cpu_warm_start_plays_the_adapters_prompt_games_and_merged_weights():
     result = subprocess.run(["bash", *script], capture_output=True, text=True, env=env, check=True, timeout=240)
     config = composed(shlex.split(result.stdout.strip().removeprefix("command:"))[3:])
     assert Path(config.actor_rollout_ref.model.path).name.startswith("merged-alfworld-pick-smollm2-135m-")
-    assert config.data.train_files.endswith("alfworld_cpu-alfworld-pick-smollm2-135m/train.parquet")
+    assert Path(config.data.train_files).parent.name.startswith("alfworld_cpu-alfworld-pick-smollm2-135m-")
     assert (config.env.max_steps, config.env.history_length) == (8, 0)  # the adapter's evaluation budget, no history
     assert config.data.max_prompt_length == 320
     prompt = PromptConfig.from_value(EnvLoopConfig.from_mapping(config.env).env_kwargs["alfworld"]["prompt"])
     assert prompt == PromptConfig(history_turns=0, max_actions=40, template=COMPACT_TEMPLATE)
     without_cpu = subprocess.run(["bash", script[0], script[2]], capture_output=True, text=True, env=env, timeout=60)
     assert without_cpu.returncode == 2 and "--warm-start needs --cpu" in without_cpu.stderr
+    unknown = subprocess.run(["bash", script[0], "--cpu", "--warm-start=nope"], capture_output=True, text=True, env=env)
+    assert unknown.returncode != 0 and "alfworld-pick-smollm2-135m" in unknown.stderr  # lists the shipped adapters
