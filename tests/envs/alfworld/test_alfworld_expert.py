@@ -20,13 +20,14 @@ def play(env, policy, task):
             return result
 
 
-def test_expert_solves_at_least_99_percent_of_60_generated_tasks(alfworld_tasks):
-    assert Counter(task.task_type for task in alfworld_tasks) == {task_type: 10 for task_type in TASK_TYPES}
+def test_expert_solves_all_30_of_half_the_generated_tasks(alfworld_tasks):
+    tasks = alfworld_tasks[::2]  # every other one: 5 of each task type (the whole set costs twice the CI time)
+    assert Counter(task.task_type for task in tasks) == {task_type: 5 for task_type in TASK_TYPES}
     env = AlfworldEnv()
     expert = make_policy("alfworld", "expert", env)
-    results = [play(env, expert, task) for task in alfworld_tasks]
-    failures = [task.task_id for task, result in zip(alfworld_tasks, results, strict=True) if not result.won]
-    assert len(failures) <= 0.01 * len(alfworld_tasks), failures
+    results = [play(env, expert, task) for task in tasks]
+    failures = [task.task_id for task, result in zip(tasks, results, strict=True) if not result.won]
+    assert not failures
     assert all(result.reward == 10.0 and not result.invalid for result in results if result.won)
 
 
