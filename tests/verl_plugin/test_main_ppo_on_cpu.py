@@ -3,13 +3,13 @@ Ray workers, the env agent loop, TransferQueue, the step-metadata hook, `scpo`, 
 `transformers` rollout backend. Iteration 1 runs and is checkpointed by verl; a second run resumes from that
 checkpoint, validates (verl's `_validate`, as `trainer.val_only=True` does) and runs iteration 2.
 
-Tiny settings: 6 tasks x group 2, one environment step per episode; response 8 tokens, a large learning rate so
-that the update visibly moves the policy. Iteration 1 runs in two sub-steps of 3 tasks (`parameter_sync_step=2`:
-verl splits the step, updates the actor after each sub-step and logs metrics per sub-step, so episode metrics must
-be over the whole step); each sub-step has 6 step rows, never a multiple of the 4-row mini-batch (verl pads them).
-Iteration 2 runs in one sub-step, so all its rollouts come from the weights synced at its start: the second
-sub-step of a split step samples with weights one update old (verl syncs once per step), which would hide a
-failed sync among the expected differences.
+Tiny settings: 6 tasks x group 2, one environment step per episode; prompt 256 / response 8 tokens, a large
+learning rate so that the update visibly moves the policy. Iteration 1 runs in two sub-steps of 3 tasks
+(`parameter_sync_step=2`: verl splits the step, updates the actor after each sub-step and logs metrics per
+sub-step, so episode metrics must be over the whole step); each sub-step has 6 step rows, never a multiple of the
+4-row mini-batch (verl pads them). Iteration 2 runs in one sub-step, so all its rollouts come from the weights
+synced at its start: the second sub-step of a split step samples with weights one update old (verl syncs once per
+step), which would hide a failed sync among the expected differences.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ TINY = [
     "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu=2",
     "actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu=2",
     "data.max_response_length=8",
+    "data.max_prompt_length=256",  # CI time: every pass is over padded rows; longer prompts keep their head and tail
     "actor_rollout_ref.actor.optim.lr=1e-4",
     "algorithm.scpo.matcher=exact",  # the encoder is tested elsewhere; keep this run to the trainer's path
     "trainer.save_freq=1",
