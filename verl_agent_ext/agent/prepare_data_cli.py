@@ -107,8 +107,7 @@ def alfworld_tasks(args: argparse.Namespace) -> tuple[list, list, str]:
     if args.solvable_within:
         from verl_agent_ext.envs.alfworld.solvable import solvable_within
 
-        with tqdm(desc="searcher plays each training game once (cached)", unit="game", disable=None) as bar:
-            train = solvable_within(train, args.solvable_within, progress=lambda task: bar.update())
+        train = solvable_within(train, args.solvable_within)
         source += f", training tasks the searcher wins within {args.solvable_within} steps"
     if not train:
         raise UserError(f"no training task is left after --task-types / --solvable-within ({source})")

@@ -61,11 +61,7 @@ def load_policy(name: str = DEFAULT_MODEL, device: str = "cpu"):
         if not (cached / "config.json").is_file():
             print(f"[model] converting {gguf_file} to a cached HF folder once (about 30 s): {cached}", flush=True)
             model, tokenizer = _load(AutoModelForCausalLM, AutoTokenizer, path, gguf_file=gguf_file)
-            partial = cached.with_name(cached.name + f".tmp{os.getpid()}")
-            model.save_pretrained(partial)
-            tokenizer.save_pretrained(partial)
-            shutil.rmtree(cached, ignore_errors=True)
-            partial.rename(cached)  # atomic: concurrent runs never read a half-written folder
+            _save_folder(model, tokenizer, cached)
             return model.to(device), tokenizer
         path = str(cached)
     model, tokenizer = _load(AutoModelForCausalLM, AutoTokenizer, path)
@@ -162,10 +158,14 @@ def merged_folder(adapter: str, convert: bool = True) -> str:
     model, tokenizer = load_policy(base)
     from peft import PeftModel
 
-    merged = PeftModel.from_pretrained(model, str(folder)).merge_and_unload()
-    partial = cached.with_name(cached.name + f".tmp{os.getpid()}")
-    merged.save_pretrained(partial)
-    tokenizer.save_pretrained(partial)
-    shutil.rmtree(cached, ignore_errors=True)
-    partial.rename(cached)
+    _save_folder(PeftModel.from_pretrained(model, str(folder)).merge_and_unload(), tokenizer, cached)
     return str(cached)
+
+
+def _save_folder(model, tokenizer, target: Path) -> None:
+    """Save as a HF folder at `target`, written aside and renamed: concurrent runs never read a half-written one."""
+    partial = target.with_name(target.name + f".tmp{os.getpid()}")
+    model.save_pretrained(partial)
+    tokenizer.save_pretrained(partial)
+    shutil.rmtree(target, ignore_errors=True)
+    partial.rename(target)

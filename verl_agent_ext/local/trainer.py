@@ -514,12 +514,9 @@ def load_tasks(config: LocalTrainConfig, split: str = "train") -> list:
 
 def _solvable_tasks(tasks: list, max_steps: int) -> list:
     """The tasks the searching expert wins within `max_steps` (it plays each game once; the result is cached)."""
-    from tqdm import tqdm
-
     from verl_agent_ext.envs.alfworld.solvable import solvable_within
 
-    with tqdm(desc="searcher plays each training game once (cached)", unit="game", disable=None, leave=False) as bar:
-        kept = solvable_within(tasks, max_steps, progress=lambda task: bar.update())
+    kept = solvable_within(tasks, max_steps)
     if not kept:
         raise ValueError(f"the searching expert wins no training task within {max_steps} steps (--solvable-within)")
     print(f"[train-local] training on the {len(kept)} of {len(tasks)} tasks the searcher wins within {max_steps} steps")

@@ -44,11 +44,12 @@ def searcher_steps(tasks: Sequence[Task], progress: Callable[[Task], None] | Non
     return [cached[key] for key in keys]
 
 
-def solvable_within(
-    tasks: Sequence[Task], max_steps: int, progress: Callable[[Task], None] | None = None
-) -> list[Task]:
-    """The tasks the searcher wins within `max_steps` steps, in their order."""
-    steps = searcher_steps(tasks, progress)
+def solvable_within(tasks: Sequence[Task], max_steps: int) -> list[Task]:
+    """The tasks the searcher wins within `max_steps` steps, in their order (a progress bar while it plays)."""
+    from tqdm import tqdm
+
+    with tqdm(desc="searcher plays each game once (cached)", unit="game", disable=None, leave=False) as bar:
+        steps = searcher_steps(tasks, progress=lambda task: bar.update())
     return [task for task, needed in zip(tasks, steps, strict=True) if needed is not None and needed <= max_steps]
 
 
