@@ -1,4 +1,4 @@
-"""Shared test configuration: offline model hubs and the path of the reference fixtures."""
+"""Shared test configuration: offline model hubs and the path of the reference fixtures (inside the repository)."""
 
 import os
 from pathlib import Path
@@ -10,15 +10,13 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = PROJECT_ROOT.parent / "shared"
+FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
 
 
 @pytest.fixture(scope="session")
-def shared_dir() -> Path:
-    """`../shared` beside the project root (reference fixtures computed with published implementations)."""
-    if not SHARED_DIR.is_dir():
-        pytest.fail(f"reference fixtures not found at {SHARED_DIR}: check out shared/ beside the project root")
-    return SHARED_DIR
+def fixtures_dir() -> Path:
+    """`tests/fixtures`: reference cases computed with the published implementations (data, kept in the repository)."""
+    return FIXTURES_DIR
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Parity with the published GiGPO reference: every case of shared/fixtures/gigpo_reference_cases.json."""
+"""Parity with the published GiGPO reference: every case of tests/fixtures/gigpo_reference_cases.json."""
 
 import json
 
@@ -36,8 +36,8 @@ def config_of(params: dict) -> GiGPOConfig:
 
 
 @pytest.fixture(scope="module")
-def reference_cases(shared_dir):
-    return json.loads((shared_dir / "fixtures" / "gigpo_reference_cases.json").read_text())["cases"]
+def reference_cases(fixtures_dir):
+    return json.loads((fixtures_dir / "gigpo_reference_cases.json").read_text())["cases"]
 
 
 def check_case(case: dict) -> None:
