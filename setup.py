@@ -13,7 +13,7 @@ TEST = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "ruff>=0.6"]
 setup(
     name="verl-agent-ext",
     version="0.1.0",
-    description="Step-level credit assignment (GiGPO, SCPO) for LLM agents as a verl plugin",
+    description="Step-level credit assignment (GiGPO, SCPO, 3SPO, EMPG, iStar) for LLM agents as a verl plugin",
     long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     license="Apache-2.0",

@@ -3,6 +3,7 @@
 Batch: 16 groups x 8 trajectories, failures run to max_steps=50, successes finish in 20-50 steps (about 6,000
 step rows), texts drawn from an ALFWorld-like household (repeated observations and actions, as in real rollouts).
 Usage: python benchmarks/bench_credit.py [--repeats 15] [--cold-repeats 1] [--groups 16] [--trajectories 8]
+    [--scpo-reference all|longest|shortest]  (README's table: --scpo-reference longest)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from verl_agent_ext.credit import GiGPOConfig, SCPOConfig, StepBatch, compute_gigpo, compute_scpo  # noqa: E402
+from verl_agent_ext.credit.config import SCPO_REFERENCES  # noqa: E402
 from verl_agent_ext.credit.scpo import step_texts  # noqa: E402
 from verl_agent_ext.semantic import EmbeddingMatcher  # noqa: E402
 
@@ -155,6 +157,12 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=50)
     parser.add_argument("--cold-repeats", type=int, default=1, help="repeats of the (slow) cold-cache encodings")
     parser.add_argument(
+        "--scpo-reference",
+        choices=SCPO_REFERENCES,
+        default=SCPOConfig().reference,
+        help="SCPO's successful reference(s) per failure (the README's table was measured with longest)",
+    )
+    parser.add_argument(
         "--similarity-profile",
         type=int,
         default=0,
@@ -180,8 +188,8 @@ def main() -> None:
     np.testing.assert_allclose(naive_gigpo(batch, gigpo), compute_gigpo(batch, gigpo).advantage, atol=1e-4)
     encoder = EmbeddingMatcher()
     encoder.encode(["warm up the model"])
-    scpo = SCPOConfig(theta=0.85, alpha=1.0)
-    scpo_exact = SCPOConfig(theta=0.85, alpha=1.0, matcher="exact")
+    scpo = SCPOConfig(theta=0.85, alpha=1.0, reference=args.scpo_reference)
+    scpo_exact = SCPOConfig(theta=0.85, alpha=1.0, matcher="exact", reference=args.scpo_reference)
     doubled = StepBatch(**{name: np.concatenate([value, value]) for name, value in batch.__dict__.items()})
 
     rows: list[tuple[str, float, str]] = []

@@ -1,6 +1,6 @@
 """Time per local-trainer iteration, split into generation / environment / credit / update (medians).
 
-    python benchmarks/bench_local_iteration.py                  # the quickstart settings, 3 iterations
+    python benchmarks/bench_local_iteration.py                  # train-local's defaults, 3 iterations
     python benchmarks/bench_local_iteration.py --iterations 5 --estimator grpo --group-size 8
 
 Runs real iterations (ALFWorld games, SmolLM2-135M, the agent loop, the estimator, verl's loss) in a temporary

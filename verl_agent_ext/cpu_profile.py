@@ -13,7 +13,7 @@ local with logical resources (1 GPU = the one training worker, 8 CPUs) and a 1 G
 
 ``--init-adapter NAME`` (``launch.sh --cpu --warm-start=NAME``) starts ALFWorld from a `verl-agent-ext warm-start`
 adapter instead of the untrained model, so episodes are won and the credit of every estimator has something to
-work on: the model is the base with the adapter merged in (`local.model.merged_folder`: actor, rollout and iStar's
+work on: the model is the base with the adapter merged in (`policy.model.merged_folder`: actor, rollout and iStar's
 PRM all start from it), the prompt settings are the adapter's (its warm_start.json: history turns, listed actions,
 named template), the tasks are its task types' generated games that the searcher wins within the adapter's
 evaluation step budget (`prepare-data --solvable-within`), episodes last that many steps, prompts are at most 320
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from verl_agent_ext.envs.alfworld.prompt import DEFAULT_TEMPLATE, TEMPLATES
-from verl_agent_ext.local.model import DEFAULT_MODEL, cache_dir, hf_folder, merged_folder, resolve_adapter
+from verl_agent_ext.policy.model import DEFAULT_MODEL, cache_dir, hf_folder, merged_folder, resolve_adapter
 
 ENVS = ("alfworld", "webshop")
 TASKS_PER_ITER = 2

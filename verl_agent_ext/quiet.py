@@ -64,7 +64,7 @@ def configure(verbose: bool) -> None:
     if verbose:
         return
     # "Loading weights: 100%" bars on every (sub-second) model load; the one slow load, the first GGUF
-    # conversion, prints its own line (local/model.py).
+    # conversion, prints its own line (policy/model.py).
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     for category, message, _reason in HARMLESS_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category)

@@ -162,7 +162,7 @@ def test_step_estimators_on_real_agent_loop_rows_equal_the_direct_call(
     """The hook fed by the real EnvAgentLoop's outputs (value types and reward_score as the loop makes them): the
     advantages verl's patched _compute_advantage stores equal the estimator called directly on the same rows."""
     from verl_agent_ext.agent import STEP_METADATA_KEYS
-    from verl_agent_ext.verl_plugin.estimators import compute_step_advantage
+    from verl_agent_ext.estimators import compute_step_advantage
 
     detour = ["<action>go right</action>", "<action>go left</action>", "nonsense", *WIN]
     sessions = {

@@ -16,9 +16,9 @@ from safetensors.torch import load_file
 from verl_agent_ext.cli import main
 from verl_agent_ext.local import warm_start as warm_start_module
 from verl_agent_ext.local.config import LocalTrainConfig
-from verl_agent_ext.local.model import resolve_adapter
 from verl_agent_ext.local.trainer import LocalTrainer
 from verl_agent_ext.local.warm_start import WarmStartConfig, cache_key, warm_start
+from verl_agent_ext.policy.model import resolve_adapter
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,15 @@ from omegaconf import OmegaConf
 from verl.trainer.ppo.core_algos import get_adv_estimator_fn
 
 from verl_agent_ext.agent import STEP_METADATA_KEYS
-from verl_agent_ext.credit import GiGPOConfig, SCPOConfig, StepBatch, compute_gigpo, compute_scpo
-from verl_agent_ext.verl_plugin.estimators import REQUIRED_METADATA_KEYS, compute_step_advantage, last_diagnostics
+from verl_agent_ext.credit import (
+    REQUIRED_METADATA_KEYS,
+    GiGPOConfig,
+    SCPOConfig,
+    StepBatch,
+    compute_gigpo,
+    compute_scpo,
+)
+from verl_agent_ext.estimators import compute_step_advantage, last_diagnostics
 
 RESPONSE_LEN = 6
 

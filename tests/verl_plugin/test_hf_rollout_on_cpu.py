@@ -10,7 +10,7 @@ import pytest
 import torch
 from verl.workers.config import RolloutConfig
 
-from verl_agent_ext.local.model import hf_folder
+from verl_agent_ext.policy.model import hf_folder
 from verl_agent_ext.verl_plugin.hf_rollout import HFRolloutServer, _buckets
 
 

@@ -53,7 +53,7 @@ def test_surrogate_loss_weights_each_response_token_log_prob():
 
 @pytest.fixture(scope="module")
 def local_model_path() -> str:
-    from verl_agent_ext.local.model import DEFAULT_MODEL, cache_dir, load_policy, resolve_model
+    from verl_agent_ext.policy.model import DEFAULT_MODEL, cache_dir, load_policy, resolve_model
 
     folder = cache_dir() / resolve_model(DEFAULT_MODEL)[1].removesuffix(".gguf")
     if not (folder / "config.json").is_file():

@@ -23,7 +23,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from verl_agent_ext.local.model import hf_folder
+from verl_agent_ext.policy.model import hf_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 STEP_LINE = re.compile(r"step:(\d+) - (.*)")

@@ -12,7 +12,7 @@ import torch
 from omegaconf import OmegaConf
 from test_step_metadata_hook_on_cpu import ROWS, agent_loop_outputs, put_rollouts
 
-from verl_agent_ext.verl_plugin.estimators import compute_step_advantage
+from verl_agent_ext.estimators import compute_step_advantage
 
 
 def token_entropy(row: int, token: int) -> float:

@@ -16,8 +16,8 @@ from omegaconf import OmegaConf
 from tensordict import TensorDict
 
 from verl_agent_ext.credit import StepBatch, compute_istar
+from verl_agent_ext.estimators import compute_step_advantage
 from verl_agent_ext.verl_plugin import istar_prm, step_metadata
-from verl_agent_ext.verl_plugin.estimators import compute_step_advantage
 
 # (uid, session, step, anchor, action, step_reward, valid, success, task_type): two tasks, 3 + 2 sessions.
 ROWS = [

@@ -28,9 +28,22 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from verl_agent_ext.envs.alfworld.prompt import COMPACT_TEMPLATE
 from verl_agent_ext.envs.registry import ENV_REGISTRY
 
 POOL_BACKENDS = ("inprocess", "ray")
+
+
+@dataclass(frozen=True)
+class SmallModelPrompt:
+    """Prompt defaults of the small-model paths (`train-local`, `expert-data`): short prompts a 135M model can use."""
+
+    history_length: int = 1  # past turns in the prompt
+    max_actions: int = 8  # admissible actions listed in the prompt (ALFWorld)
+    prompt_template: str = COMPACT_TEMPLATE  # "" for the environment's default template
+
+
+SMALL_MODEL_PROMPT = SmallModelPrompt()
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from verl_agent_ext.agent.config import SMALL_MODEL_PROMPT
 from verl_agent_ext.errors import UserError, user_input_errors, writable_folder
 
 ENVS = ("alfworld", "webshop")
@@ -62,9 +63,7 @@ class DemoSettings:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from verl_agent_ext.local.config import LocalTrainConfig
-
-    local = LocalTrainConfig()
+    local = SMALL_MODEL_PROMPT
     parser = subparsers.add_parser(
         "expert-data",
         help="expert demonstrations as verl multi-turn SFT data (parquet + jsonl)",

@@ -211,6 +211,24 @@ def trajectory_layout(traj_ids: np.ndarray, step_index: np.ndarray) -> tuple[np.
     return position, lengths
 
 
+@dataclass(frozen=True)
+class TrajectoryIds:
+    """Row ids every step-level estimator needs: group (n,) contiguous uid ids; traj (n,) contiguous traj_uid ids;
+    position (n,) time position inside the trajectory; traj_length (T,) steps per trajectory."""
+
+    group: np.ndarray
+    traj: np.ndarray
+    position: np.ndarray
+    traj_length: np.ndarray
+
+
+def trajectory_ids(batch: StepBatch) -> TrajectoryIds:
+    """Group, trajectory and time ids of the batch's rows (computed once; `gigpo.step_layout` adds step groups)."""
+    traj = contiguous_ids(batch.traj_uid)
+    position, traj_length = trajectory_layout(traj, batch.step_index)
+    return TrajectoryIds(contiguous_ids(batch.uid), traj, position, traj_length)
+
+
 def discounted_returns(rewards: np.ndarray, traj_ids: np.ndarray, position: np.ndarray, gamma: float) -> np.ndarray:
     """R_t = sum_{k>=t} gamma^(k-t) r_k inside each trajectory.
 

@@ -167,7 +167,7 @@ class EMPGConfig:
     epsilon: in the min-max normalisation of H and the mean of g (the authors' pseudocode: 1e-8).
     norm_by_std: base=grpo divides by the group std (verl's `algorithm.norm_adv_by_std_in_grpo`).
     gigpo / scpo: the base estimator's settings (`algorithm.gigpo`, `algorithm.scpo`); scpo only for base=scpo.
-    Defaults are justified in docs/credit.md (EMPG section).
+    Defaults are justified in docs/empg.md.
     """
 
     base: str = "grpo"

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from verl_agent_ext.credit.batch import StepBatch, contiguous_ids, trajectory_layout
+from verl_agent_ext.credit.batch import StepBatch, trajectory_ids
 from verl_agent_ext.credit.config import EMPGConfig, empg_config_from
 from verl_agent_ext.credit.episode import compute_episode_level
 from verl_agent_ext.credit.gigpo import compute_gigpo
@@ -41,7 +41,7 @@ def step_entropy_from_metadata(metadata: Mapping[str, np.ndarray], n: int) -> np
     if STEP_ENTROPY_KEY not in metadata:
         raise ValueError(
             f"adv_estimator=empg needs non_tensor_batch key {STEP_ENTROPY_KEY!r} (missing): the mean token entropy "
-            f"of each step's response. Sources: {STEP_ENTROPY_SOURCES}. See docs/credit.md (EMPG)."
+            f"of each step's response. Sources: {STEP_ENTROPY_SOURCES}. See docs/empg.md."
         )
     entropy = np.asarray(metadata[STEP_ENTROPY_KEY], dtype=np.float64)
     if entropy.shape != (n,):
@@ -122,9 +122,8 @@ def compute_empg(
     if not np.isfinite(entropy[active]).all():
         raise ValueError("step_entropy has non-finite values on steps with response tokens")
     base = base_advantage(batch, config)
-    traj = contiguous_ids(batch.traj_uid)
-    position, _ = trajectory_layout(traj, batch.step_index)
-    g, f = entropy_modulation(entropy, next_step_rows(traj, position), active, config)
+    ids = trajectory_ids(batch)
+    g, f = entropy_modulation(entropy, next_step_rows(ids.traj, ids.position), active, config)
     modulated = g * base.advantage + config.zeta * f
     shift = float(modulated[active].mean()) if active.any() else 0.0
     advantage = np.where(active, modulated - shift, 0.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from verl_agent_ext.credit.batch import StepBatch, contiguous_ids, trajectory_layout
+from verl_agent_ext.credit.batch import StepBatch, trajectory_ids
 from verl_agent_ext.credit.result import CreditResult
 
 
@@ -68,10 +68,9 @@ def compute_episode_level(
     epsilon: float = 1e-6,
 ) -> CreditResult:
     """Episode-level relative advantage for every step row (GRPO applied to step samples)."""
-    group_ids = contiguous_ids(batch.uid)
-    position, _ = trajectory_layout(contiguous_ids(batch.traj_uid), batch.step_index)
+    ids = trajectory_ids(batch)
     scores = penalised_scores(batch, invalid_action_penalty)
-    advantage = relative_advantage(scores, group_ids, position, over=over, use_std=use_std, epsilon=epsilon)
+    advantage = relative_advantage(scores, ids.group, ids.position, over=over, use_std=use_std, epsilon=epsilon)
     zeros = np.zeros(len(batch))
     return CreditResult(
         advantage=advantage,
@@ -81,5 +80,5 @@ def compute_episode_level(
         step_return=scores,
         step_group=np.full(len(batch), -1, dtype=np.int64),
         credit=zeros,
-        diagnostics={"episode/num_groups": float(group_ids.max() + 1) if len(batch) else 0.0},
+        diagnostics={"episode/num_groups": float(ids.group.max() + 1) if len(batch) else 0.0},
     )

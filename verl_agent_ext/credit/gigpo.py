@@ -12,10 +12,9 @@ import numpy as np
 
 from verl_agent_ext.credit.batch import (
     StepBatch,
-    contiguous_ids,
     discounted_returns,
     group_mean_std,
-    trajectory_layout,
+    trajectory_ids,
 )
 from verl_agent_ext.credit.config import GiGPOConfig, gigpo_config_from
 from verl_agent_ext.credit.episode import penalised_scores, relative_advantage
@@ -41,13 +40,11 @@ class StepLayout:
 
 def step_layout(batch: StepBatch, config: GiGPOConfig, matcher: Matcher | None = None) -> StepLayout:
     """Group, trajectory, time and anchor-state ids of the batch's rows."""
-    group = contiguous_ids(batch.uid)
-    traj = contiguous_ids(batch.traj_uid)
-    position, traj_length = trajectory_layout(traj, batch.step_index)
+    ids = trajectory_ids(batch)
     if matcher is None and config.similarity != "exact":
         matcher = shared_matcher(config.similarity, config.model, device=config.device, threads=config.threads)
-    step_group = anchor_step_groups(group, batch.anchor_obs, matcher, config.similarity_thresh)
-    return StepLayout(group, traj, position, traj_length, step_group)
+    step_group = anchor_step_groups(ids.group, batch.anchor_obs, matcher, config.similarity_thresh)
+    return StepLayout(ids.group, ids.traj, ids.position, ids.traj_length, step_group)
 
 
 def penalised_step_returns(batch: StepBatch, layout: StepLayout, config: GiGPOConfig) -> np.ndarray:

@@ -27,7 +27,7 @@ from verl_agent_ext.credit.batch import (
     group_count,
     group_first_row,
     group_sum,
-    trajectory_layout,
+    trajectory_ids,
 )
 from verl_agent_ext.credit.config import _check_choice, _check_range, _get, _section
 from verl_agent_ext.credit.episode import penalised_scores, relative_advantage
@@ -290,9 +290,8 @@ def compute_istar(
         raise ValueError(f"{PRM_STEP_REWARD_KEY} must have one value per row ({len(batch)}), got {rewards.shape}")
     if not np.all(np.isfinite(rewards)):
         raise ValueError(f"{PRM_STEP_REWARD_KEY} has non-finite values")
-    group = contiguous_ids(batch.uid)
-    traj = contiguous_ids(batch.traj_uid)
-    position, _ = trajectory_layout(traj, batch.step_index)
+    ids = trajectory_ids(batch)
+    group, position = ids.group, ids.position
     scores = penalised_scores(batch, config.invalid_action_penalty)
     centred = relative_advantage(scores, group, position, over="trajectories", use_std=False)
     trajectories = group_count(group[position == 0], int(group.max()) + 1 if len(group) else 0)

@@ -21,7 +21,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from verl_agent_ext.credit.batch import StepBatch, contiguous_ids, group_count, trajectory_layout
+from verl_agent_ext.credit.batch import StepBatch, contiguous_ids, group_count, trajectory_ids
 from verl_agent_ext.credit.config import SSPOConfig, sspo_config_from
 from verl_agent_ext.credit.episode import penalised_scores, relative_advantage
 from verl_agent_ext.credit.gigpo import step_relative_advantage
@@ -101,9 +101,8 @@ def trajectory_states(batch: StepBatch, next_anchor_obs: np.ndarray) -> list[tup
 
 def last_steps(batch: StepBatch) -> np.ndarray:
     """True on the last step (largest step_index) of every traj_uid. Returns bool (n,)."""
-    traj = contiguous_ids(batch.traj_uid)
-    position, length = trajectory_layout(traj, batch.step_index)
-    return position == length[traj] - 1
+    ids = trajectory_ids(batch)
+    return ids.position == ids.traj_length[ids.traj] - 1
 
 
 def step_rewards(
@@ -141,9 +140,8 @@ def compute_sspo(
     next_anchor_obs = np.asarray(next_anchor_obs, dtype=object)
     if len(next_anchor_obs) != len(batch):
         raise ValueError(f"next_anchor_obs has {len(next_anchor_obs)} entries for {len(batch)} rows")
-    group = contiguous_ids(batch.uid)
-    traj = contiguous_ids(batch.traj_uid)
-    position, _ = trajectory_layout(traj, batch.step_index)
+    ids = trajectory_ids(batch)
+    group, position = ids.group, ids.position
     step_group = anchor_step_groups(group, batch.anchor_obs)
     reward, parts = step_rewards(batch, next_anchor_obs, table, config)
     step_returns = reward - gigpo.invalid_action_penalty * (~batch.is_action_valid)

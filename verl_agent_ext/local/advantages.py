@@ -1,7 +1,7 @@
 """Advantages of a batch of step rows from any estimator in verl's registry, plus diagnostics for the metrics.
 
-`gigpo` / `scpo` / `sspo` / `empg` / `istar` get the step metadata (`non_tensor_batch`) through the plugin's
-`compute_step_advantage`, which also returns their diagnostics; any other registered estimator (`grpo`, `rloo`,
+The step-level estimators (`verl_agent_ext.estimators.REGISTERED_NAMES`) get the step metadata (`non_tensor_batch`)
+through `compute_step_advantage`, which also returns their diagnostics; any other registered estimator (`grpo`, `rloo`,
 ...) is called with verl's standard arguments, as verl's `compute_advantage` does, and sees each step row's episode
 return as its outcome; one whose signature has `non_tensor_batch` also gets the rows' metadata (as the plugin's hook
 does in verl).
@@ -11,18 +11,22 @@ from __future__ import annotations
 
 import torch
 
+from verl_agent_ext.estimators import (
+    REGISTERED_NAMES,
+    compute_step_advantage,
+    estimator_taking_metadata,
+    register_estimators,
+)
 from verl_agent_ext.local.batch import StepRows
-from verl_agent_ext.verl_plugin.step_metadata import estimator_taking_metadata
 
-ESTIMATORS_WITH_METADATA = ("gigpo", "scpo", "sspo", "3spo", "empg", "istar")
 ZERO_ADVANTAGE = 1e-6  # |A| at or below this is float noise of an all-equal group
 
 
 def estimator_fn(name: str):
-    """verl's registered estimator `name` (the plugin's gigpo/scpo included); unknown names list the valid ones."""
+    """verl's registered estimator `name` (this package's included); unknown names list the valid ones."""
     from verl.trainer.ppo.core_algos import ADV_ESTIMATOR_REGISTRY, get_adv_estimator_fn
 
-    import verl_agent_ext.verl_plugin  # noqa: F401  (registers gigpo/scpo in verl's estimator registry)
+    register_estimators()
 
     if name not in ADV_ESTIMATOR_REGISTRY:
         raise ValueError(f"unknown advantage estimator {name!r}; registered: {sorted(ADV_ESTIMATOR_REGISTRY)}")
@@ -32,9 +36,7 @@ def estimator_fn(name: str):
 def compute_advantages(name: str, rows: StepRows, algorithm) -> tuple[torch.Tensor, dict[str, float]]:
     """(rows, R) advantages of estimator `name` with verl's `algorithm` config section, and metrics."""
     diagnostics: dict[str, float] = {}
-    if name in ESTIMATORS_WITH_METADATA:
-        from verl_agent_ext.verl_plugin.estimators import compute_step_advantage
-
+    if name in REGISTERED_NAMES:
         advantages, _, diagnostics = compute_step_advantage(
             name,
             rows.token_level_rewards,

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from verl_agent_ext.envs.alfworld.prompt import COMPACT_TEMPLATE
-from verl_agent_ext.local.model import DEFAULT_MODEL
+from verl_agent_ext.agent.config import SMALL_MODEL_PROMPT
+from verl_agent_ext.policy.model import DEFAULT_MODEL
 
 
 @dataclass
@@ -47,9 +47,9 @@ class LocalTrainConfig:
     groups_per_iter: int = 2
     group_size: int = 4
     max_steps: int = 3  # environment steps per episode
-    history_length: int = 1  # past turns in the prompt
-    max_actions: int = 8  # admissible actions listed in the prompt (ALFWorld)
-    prompt_template: str = COMPACT_TEMPLATE  # "" for the environment's default template
+    history_length: int = SMALL_MODEL_PROMPT.history_length  # past turns in the prompt
+    max_actions: int = SMALL_MODEL_PROMPT.max_actions  # admissible actions listed in the prompt (ALFWorld)
+    prompt_template: str = SMALL_MODEL_PROMPT.prompt_template  # "" for the environment's default template
     response_prefix: str = "<action>"  # prefilled start of every answer (env.response_prefix); "" for none
     prompt_length: int = 512  # tokens
     response_length: int = 24  # tokens per step

@@ -48,7 +48,7 @@ def policy_config(policy: str, args: argparse.Namespace, out_dir: str):
     from verl_agent_ext.errors import UserError
     from verl_agent_ext.local.checkpoint import find_checkpoint, read_config
     from verl_agent_ext.local.config import LocalTrainConfig
-    from verl_agent_ext.local.model import resolve_adapter, shipped_adapters
+    from verl_agent_ext.policy.model import resolve_adapter, shipped_adapters
 
     path = Path(policy).expanduser()
     checkpoint = find_checkpoint(path / "checkpoint") or find_checkpoint(path)

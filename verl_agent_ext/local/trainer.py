@@ -1,12 +1,13 @@
-"""Single-process SCPO/GiGPO/GRPO training: verl's steps 2-4 in one process, on a CPU or one GPU.
+"""Single-process training with any registered estimator: verl's steps 2-4 in one process, on a CPU or one GPU.
 
 One iteration, read top to bottom in `LocalTrainer.train_iteration`:
   1. rollout: `groups_per_iter` tasks x `group_size` episodes through the project's verl agent loop
      (`EnvAgentLoop`, the same code verl's workers run) against `HFServerManager` (verl's server-manager interface
      on a HF model); every environment step becomes one training row.
   2. old log-probs (only when needed: ppo_epochs > 1, an estimator reading `step_entropy`, or istar): one no-grad
-     pass over the rows under the rollout policy, as verl's old-log-prob pass; writes each row's `step_entropy`.
-  3. credit: advantages from the registered verl estimator `estimator` (gigpo/scpo/empg/istar get the step
+     pass over the rows under the rollout policy, as verl's old-log-prob pass (verl's `logprobs_from_logits` /
+     `entropy_from_logits`); writes each row's `step_entropy`.
+  3. credit: advantages from the registered verl estimator `estimator` (the step-level ones get the step
      metadata, anything else is called with verl's standard arguments, as verl's `compute_advantage` does); for
      istar the PRM adapter first scores the rows and takes its own update (`verl_agent_ext.local.prm`).
   4. update: `ppo_epochs` passes over the rows in micro-batches; the loss is verl's policy loss / KL / aggregation
@@ -30,19 +31,22 @@ from uuid import uuid4
 
 import numpy as np
 import torch
+from verl.utils.torch_functional import entropy_from_logits, logprobs_from_logits
 
+from verl_agent_ext.agent.metrics import episode_metrics as shared_episode_metrics
 from verl_agent_ext.agent.state_score_store import STATE_FILE, load_state, run_score_store, save_state
 from verl_agent_ext.credit.empg import STEP_ENTROPY_KEY
 from verl_agent_ext.credit.istar import istar_config_from
+from verl_agent_ext.estimators import extra_metadata_keys
 from verl_agent_ext.local.advantages import ZERO_ADVANTAGE, compute_advantages, estimator_fn
 from verl_agent_ext.local.batch import StepRows, step_rows
 from verl_agent_ext.local.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from verl_agent_ext.local.config import LocalTrainConfig, actor_config, compose_verl_config
-from verl_agent_ext.local.hf_server import HFServerManager
 from verl_agent_ext.local.loss import actor_loss, set_global_batch_info
 from verl_agent_ext.local.metrics import MetricsLog, plot_learning_curve, table_header, table_row
-from verl_agent_ext.local.model import add_lora, load_adapter, load_policy
 from verl_agent_ext.local.prm import PRM_FILE, ImplicitPRM, load_prm, save_prm
+from verl_agent_ext.policy.hf_server import HFServerManager
+from verl_agent_ext.policy.model import add_lora, load_adapter, load_policy
 
 logger = logging.getLogger(__name__)
 
@@ -278,9 +282,7 @@ class LocalTrainer:
     def needs_old_log_prob_pass(self) -> bool:
         """ppo_epochs > 1 (the data's policy differs from the updated one), the estimator reads step_entropy, or
         iStar's PRM needs log pi_old."""
-        from verl_agent_ext.verl_plugin.estimators import EXTRA_METADATA_KEYS
-
-        reads_entropy = STEP_ENTROPY_KEY in EXTRA_METADATA_KEYS.get(self.config.estimator, ())
+        reads_entropy = STEP_ENTROPY_KEY in extra_metadata_keys(self.config.estimator)
         return self.config.ppo_epochs > 1 or reads_entropy or self.prm is not None
 
     def old_log_prob_pass(self, rows: StepRows) -> tuple[torch.Tensor, dict[str, float]]:
@@ -414,12 +416,9 @@ class LocalTrainer:
         picked = logits[:, :width_r]  # position width_p - 1 + j predicts response token j
         if self.config.temperature > 0:
             picked = picked / self.config.temperature
-        log_probs = torch.log_softmax(picked.float(), dim=-1)  # (b, R, vocab)
-        tokens = rows.responses[index].to(self.device).unsqueeze(-1)
+        tokens = rows.responses[index].to(self.device)
         mask = rows.response_mask[index].to(self.device)
-        token_log_probs = log_probs.gather(-1, tokens).squeeze(-1) * mask
-        entropy = -(log_probs.exp() * log_probs).sum(-1) * mask if with_entropy else None
-        return token_log_probs, entropy
+        return response_log_probs(picked, tokens, mask, with_entropy)
 
     # -- checkpoints and interrupts ----------------------------------------------------------------------------
 
@@ -478,20 +477,20 @@ def _seed_everything(seed: int) -> None:
 def episode_metrics(episodes: list[tuple[str, list]], prefix: str) -> dict[str, float]:
     """Success, invalid-action rate, length and per-task-type success of played episodes (`LocalTrainer.play`).
 
-    Counted per trajectory: a 3SPO branching session returns several, whose rows share their episode fields.
+    `agent.metrics.episode_metrics` over the episodes' rows (counted per trajectory: a 3SPO branching session
+    returns several), named `<prefix>/...` as train-local's metrics.jsonl columns.
     """
-    finals = list({o.extra_fields["traj_uid"]: o.extra_fields for _, episode in episodes for o in episode}.values())
-    valid = [bool(output.extra_fields["is_action_valid"]) for _, episode in episodes for output in episode]
-    metrics = {
-        f"{prefix}/episodes": float(len(finals)),
-        f"{prefix}/success_rate": float(np.mean([bool(f["episode_success"]) for f in finals])),
-        f"{prefix}/invalid_action_rate": float(1.0 - np.mean(valid)),
-        f"{prefix}/episode_length": float(np.mean([f["episode_length"] for f in finals])),
-    }
-    for task_type in sorted({f["task_type"] for f in finals}):
-        wins = [bool(f["episode_success"]) for f in finals if f["task_type"] == task_type]
-        metrics[f"{prefix}/success_rate/{task_type}"] = float(np.mean(wins))
+    fields = [output.extra_fields for _, episode in episodes for output in episode]
+    columns = {key: np.array([row[key] for row in fields], dtype=object) for key in EPISODE_METRIC_KEYS}
+    metrics = {}
+    for key, value in shared_episode_metrics(columns).items():
+        name = key.removeprefix("env/")
+        metrics[f"{prefix}/{LOCAL_METRIC_NAMES.get(name, name)}"] = value
     return metrics
+
+
+EPISODE_METRIC_KEYS = ("traj_uid", "episode_success", "task_type", "episode_length", "is_action_valid")
+LOCAL_METRIC_NAMES = {"num_episodes": "episodes", "episode_length/mean": "episode_length"}
 
 
 def load_tasks(config: LocalTrainConfig, split: str = "train") -> list:
@@ -531,3 +530,16 @@ def _make_env_pool(config: LocalTrainConfig):
     prompt = PromptConfig(history_turns=config.history_length, max_actions=config.max_actions, **template)
     env_kwargs = {"max_steps": config.max_steps, "prompt": prompt}
     return EnvPool(config.env, num_envs=config.groups_per_iter * config.group_size, env_kwargs=env_kwargs)
+
+
+def response_log_probs(
+    logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor, with_entropy: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs (b, R) of `tokens` (b, R) under softmax(logits) (b, R, vocab), and the entropy (b, R) when asked.
+
+    verl's actor functions (`logprobs_from_logits`, `entropy_from_logits`) on float32 logits; 0 where `mask` is 0.
+    """
+    logits = logits.float()
+    token_log_probs = logprobs_from_logits(logits, tokens) * mask
+    entropy = entropy_from_logits(logits) * mask if with_entropy else None
+    return token_log_probs, entropy

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from verl_agent_ext.local.model import DEFAULT_MODEL, cache_dir
+from verl_agent_ext.policy.model import DEFAULT_MODEL, cache_dir
 
 RESULT_FILE = "warm_start.json"
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+from cachetools import LRUCache
 
 from verl_agent_ext.semantic.base import Matcher
 from verl_agent_ext.semantic.models import load_cross_encoder, resolve_device, torch_threads
@@ -37,7 +37,7 @@ class CrossEncoderMatcher(Matcher):
         self.cache_size = cache_size
         self.batch_size = batch_size
         self.scored_pairs = 0
-        self._cache: OrderedDict[tuple[str, str], float] = OrderedDict()
+        self._cache: LRUCache = LRUCache(maxsize=max(cache_size, 1))
 
     @property
     def model(self):
@@ -89,12 +89,5 @@ class CrossEncoderMatcher(Matcher):
         self._cache.clear()
 
     def _remember(self, scores: dict[tuple[str, str], float], touched: list[tuple[str, str]]) -> None:
-        if self.cache_size <= 0:
-            return
-        for pair in touched:
-            if pair in self._cache:
-                self._cache.move_to_end(pair)
-            else:
-                self._cache[pair] = scores[pair]
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        if self.cache_size > 0:  # setting a key also makes it the most recently used
+            self._cache.update((pair, scores[pair]) for pair in touched)

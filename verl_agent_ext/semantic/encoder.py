@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import numpy as np
+from cachetools import LRUCache
 
 from verl_agent_ext.semantic.base import Matcher, Step
 from verl_agent_ext.semantic.models import load_bi_encoder, resolve_device, torch_threads
@@ -62,7 +62,7 @@ class EmbeddingMatcher(Matcher):
         self.batch_size = batch_size
         self.encoded_texts = 0
         self.last_stats: dict[str, float] = {}
-        self._cache: OrderedDict[str, tuple[np.ndarray, int]] = OrderedDict()
+        self._cache: LRUCache = LRUCache(maxsize=max(cache_size, 1))
 
     @property
     def model(self):
@@ -149,15 +149,8 @@ class EmbeddingMatcher(Matcher):
         return np.stack([vector for vector, _ in entries]), np.asarray([n for _, n in entries], dtype=np.int64)
 
     def _remember(self, entries: dict[str, tuple[np.ndarray, int]], touched: list[str]) -> None:
-        if self.cache_size <= 0:
-            return
-        for text in touched:
-            if text in self._cache:
-                self._cache.move_to_end(text)
-            else:
-                self._cache[text] = entries[text]
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        if self.cache_size > 0:  # setting a key also makes it the most recently used
+            self._cache.update((text, entries[text]) for text in touched)
 
 
 def combine_segments(

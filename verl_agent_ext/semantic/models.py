@@ -12,7 +12,7 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
 def cache_dir() -> Path:
-    """Where derived model files live (static tables, exported runtimes): $VERL_AGENT_EXT_CACHE or ~/.cache."""
+    """Where derived model files live (the ONNX exports): $VERL_AGENT_EXT_CACHE or ~/.cache/verl-agent-ext."""
     if os.environ.get("VERL_AGENT_EXT_CACHE"):
         return Path(os.environ["VERL_AGENT_EXT_CACHE"])
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "verl-agent-ext"

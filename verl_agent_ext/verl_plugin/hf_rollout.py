@@ -9,7 +9,7 @@ registries (registered when verl imports them):
   verl's naive checkpoint engine calls `update_weights`, and the replica's first worker pushes the weights to
   the server in buckets (every worker drains the generator: FSDP gathers are collective).
 
-The server is `verl_agent_ext.local.hf_server.HFServerManager` (the generation backend of ``train-local``):
+The server is `verl_agent_ext.policy.hf_server.HFServerManager` (the generation backend of ``train-local``):
 token ids in, token ids and per-token log-probs out, concurrent requests batched into one left-padded
 ``model.generate``. Outputs carry ``extra_fields["global_steps"]`` (the weight version verl's trainer checks).
 Settings under ``actor_rollout_ref.rollout.engine_kwargs.transformers``: ``batch_wait_s`` (how long a batch
@@ -36,8 +36,8 @@ from verl.workers.config import HFModelConfig
 from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica
 
-from verl_agent_ext.local.hf_server import HFServerManager
-from verl_agent_ext.local.model import load_policy
+from verl_agent_ext.policy.hf_server import HFServerManager
+from verl_agent_ext.policy.model import load_policy
 from verl_agent_ext.verl_plugin.rollout_registry import ROLLOUT_NAME
 
 logger = logging.getLogger(__name__)

@@ -262,13 +262,13 @@ def _save_prm(trainer: Any) -> None:
 
 def _with_prm_rewards(original: Callable[..., Any]) -> Callable[..., Any]:
     """Inside the step-metadata hook's context: add `prm_step_reward` to the metadata the estimator receives."""
-    from verl_agent_ext.verl_plugin import step_metadata
+    from verl_agent_ext.verl_plugin.advantage_patch import pending_step_metadata
 
     @functools.wraps(original)
     def _compute_advantage(self: Any, batch: Any, metrics: dict) -> Any:
         if getattr(self, "istar_prm_wg", None) is None:
             return original(self, batch, metrics)
-        columns = step_metadata.pending_step_metadata()
+        columns = pending_step_metadata()
         if columns is None:
             raise RuntimeError("adv_estimator=istar: the step-metadata hook did not run before the PRM")
         columns[PRM_STEP_REWARD_KEY] = score_and_update_prm(self, batch, columns, metrics)

@@ -1,50 +1,43 @@
-"""The step-metadata hook: verl's V1 trainer hands `non_tensor_batch` to estimators that accept it.
+"""The step-metadata hook: installs the patches that let step-level estimators see each row's step, and checks it.
 
 verl 0.9's `compute_advantage` calls a registered estimator with `token_level_rewards, response_mask, index,
 config` only, and the V1 trainer's `_compute_advantage` reads a fixed list of fields from TransferQueue, so a
-step-level estimator (`gigpo`, `scpo`) never sees which trajectory, step and observation a row belongs to. Two
-narrow, version-checked patches, installed when verl imports the patched modules (`post_import`):
+step-level estimator (`gigpo`, `scpo`, `sspo`/`3spo`, `empg`, `istar`) never sees which trajectory, step and
+observation a row belongs to. This module installs narrow, version-checked patches when verl imports the patched
+modules (`post_import`), and holds the start-up check that they work:
 
-1. `verl.trainer.ppo.v1.trainer_base.PPOTrainer._compute_advantage`: reads the rows' `extra_fields` (written by
-   the agent loop) from TransferQueue, plus `step_entropy` for an estimator that reads it (from the `entropy`
-   the old-log-prob pass wrote), makes the step-metadata columns available to (2) for the duration of
-   the call, then adds episode metrics (success overall / per task type, length, invalid rate) and the
-   estimator's credit diagnostics to the iteration's metrics.
-2. `verl.trainer.ppo.v1.utils.compute_advantage` (the name the V1 trainer calls): for an estimator whose
-   signature has a `non_tensor_batch` parameter, calls it with `non_tensor_batch` = the batch's columns plus
-   the step metadata, on the real rows only (verl's padding rows get zero advantages); every other estimator
-   goes to verl's function unchanged.
-3. `PPOTrainer.step`: the env/ and credit/ metrics over the whole step when it has several sub-steps.
-4. `PPOTrainer.__init__`: `check_config` again, in the process that trains.
+- `verl.trainer.ppo.v1.trainer_base.PPOTrainer._compute_advantage` and `.step`: `trainer_patch` (fetch the
+  metadata, episode and credit metrics);
+- `verl.trainer.ppo.v1.utils.compute_advantage`: `advantage_patch` (hand `non_tensor_batch` to the estimator);
+- `verl.utils.config.validate_config`: `check_config` first, then verl's checks with the mini-batch counted in step
+  rows, then every Ray process made to import the plugin (`validate_config_patch`);
+- `PPOTrainer.__init__`: `check_config` again, in the process that trains.
 
-`check_config` fails at start-up (verl's `validate_config`, also wrapped) when a step-level estimator is
-selected and the metadata cannot flow: legacy trainer, unsupported verl version, a patch that failed, or (for an
-estimator reading `step_entropy`) a rollout-correction bypass mode that skips the old-log-prob pass; or when
-the env agent loop runs with a reward model. The `validate_config` wrapper also lets env-loop runs count the
-mini-batch in step rows and makes every Ray process of the run import the plugin loudly.
-The upstream change in `upstream/` makes verl do (2) itself; (1) stays until the V1 trainer forwards extras.
+`check_config` fails at start-up when a step-level estimator is selected and the metadata cannot flow: legacy
+trainer, unsupported verl version, a patch that failed, or (for an estimator reading `step_entropy`) a
+rollout-correction bypass mode that skips the old-log-prob pass; or when the env agent loop runs with a reward
+model.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import functools
-import inspect
 import logging
-import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-import numpy as np
-import torch
-
-from verl_agent_ext.agent import AGENT_LOOP_NAME, EPISODE_KEYS, STEP_METADATA_KEYS
+from verl_agent_ext.agent import AGENT_LOOP_NAME
 from verl_agent_ext.credit.empg import STEP_ENTROPY_KEY
+from verl_agent_ext.estimators import estimator_name, estimator_taking_metadata, extra_metadata_keys
+from verl_agent_ext.verl_plugin.advantage_patch import compute_advantage_passing_metadata
 from verl_agent_ext.verl_plugin.agent_loop_registry import check_config_before_init, uses_env_agent_loop
-from verl_agent_ext.verl_plugin.metrics import combine_credit_diagnostics, episode_metrics
 from verl_agent_ext.verl_plugin.post_import import when_imported
+from verl_agent_ext.verl_plugin.trainer_patch import compute_advantage_with_step_metadata, step_with_whole_step_metrics
+from verl_agent_ext.verl_plugin.validate_config_patch import (
+    import_plugin_in_ray_processes,
+    mini_batch_counted_in_step_rows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +46,9 @@ SUPPORTED_VERL = ((0, 9), (0, 10))
 
 V1_TRAINER_MODULE = "verl.trainer.ppo.v1.trainer_base"
 V1_UTILS_MODULE = "verl.trainer.ppo.v1.utils"
-ESTIMATORS_GIVEN_NON_TENSOR_BATCH_BY_VERL = frozenset({"gdpo"})
-PADDING_COLUMN = "is_padding"
-"""Hook-internal (bs,) bool column: verl's synthetic padding rows, left out of the estimator call."""
 
 hook_status: dict[str, str] = {V1_TRAINER_MODULE: "not imported yet", V1_UTILS_MODULE: "not imported yet"}
 """Per patched module: "installed" or why not."""
-
-_step_metadata: contextvars.ContextVar[dict[str, np.ndarray] | None] = contextvars.ContextVar(
-    "verl_agent_ext_step_metadata", default=None
-)
 
 
 def install() -> None:
@@ -70,234 +56,6 @@ def install() -> None:
     when_imported(V1_UTILS_MODULE, _patch_v1_utils)
     when_imported(V1_TRAINER_MODULE, _patch_v1_trainer)
     when_imported("verl.utils.config", _patch_validate_config)
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Which estimators take the metadata
-# --------------------------------------------------------------------------------------------------------------
-
-
-def estimator_name(adv_estimator: Any) -> str:
-    """verl passes the name as a str or an `AdvantageEstimator` enum member."""
-    return str(getattr(adv_estimator, "value", adv_estimator))
-
-
-def estimator_taking_metadata(adv_estimator: Any) -> Callable[..., Any] | None:
-    """The registered estimator function if it has a `non_tensor_batch` parameter that verl does not fill."""
-    from verl.trainer.ppo import core_algos
-
-    name = estimator_name(adv_estimator)
-    if name in ESTIMATORS_GIVEN_NON_TENSOR_BATCH_BY_VERL:
-        return None
-    fn = core_algos.ADV_ESTIMATOR_REGISTRY.get(name)
-    if fn is None:
-        return None
-    return fn if "non_tensor_batch" in inspect.signature(fn).parameters else None
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Patch 2: compute_advantage passes non_tensor_batch
-# --------------------------------------------------------------------------------------------------------------
-
-
-def compute_advantage_passing_metadata(original: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap verl's `compute_advantage(data, adv_estimator, gamma, lam, num_repeat, norm_adv_by_std_in_grpo, config)`."""
-
-    @functools.wraps(original)
-    def compute_advantage(data: Any, adv_estimator: Any, *args: Any, **kwargs: Any) -> Any:
-        fn = estimator_taking_metadata(adv_estimator)
-        if fn is None:
-            return original(data, adv_estimator, *args, **kwargs)
-        bound = inspect.signature(original).bind(data, adv_estimator, *args, **kwargs)
-        bound.apply_defaults()
-        non_tensor_batch = dict(data.non_tensor_batch)
-        pending = dict(_step_metadata.get() or {})
-        padding = np.asarray(pending.pop(PADDING_COLUMN, np.zeros(len(data), dtype=bool)), dtype=bool)
-        if pending:
-            rows = {len(column) for column in pending.values()} | {len(padding)}
-            if rows != {len(data)}:
-                raise RuntimeError(f"step metadata has {rows} rows but the advantage batch has {len(data)}")
-            non_tensor_batch.update(pending)
-        if "response_mask" not in data.batch.keys():
-            from verl.trainer.ppo.ray_trainer import compute_response_mask
-
-            data.batch["response_mask"] = compute_response_mask(data)
-        # verl's padding rows take no part in the estimator's groups or diagnostics; their advantage is 0
-        real = np.flatnonzero(~padding)
-        token_level_rewards = data.batch["token_level_rewards"]
-        take = torch.as_tensor(real, dtype=torch.long, device=token_level_rewards.device)
-        real_non_tensor_batch = {key: np.asarray(column)[real] for key, column in non_tensor_batch.items()}
-        estimator_kwargs: dict[str, Any] = {
-            "token_level_rewards": token_level_rewards[take],
-            "response_mask": data.batch["response_mask"][take],
-            "config": bound.arguments["config"],
-            "non_tensor_batch": real_non_tensor_batch,
-        }
-        if "uid" in real_non_tensor_batch:
-            estimator_kwargs["index"] = real_non_tensor_batch["uid"]
-        real_advantages, real_returns = fn(**estimator_kwargs)
-        advantages = real_advantages.new_zeros(token_level_rewards.shape)
-        returns = real_returns.new_zeros(token_level_rewards.shape)
-        advantages[take], returns[take] = real_advantages, real_returns
-        data.batch["advantages"] = advantages
-        data.batch["returns"] = returns
-        return data
-
-    compute_advantage.__verl_agent_ext_patch__ = True
-    return compute_advantage
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Patch 1: the V1 trainer fetches the step metadata and logs episode metrics
-# --------------------------------------------------------------------------------------------------------------
-
-
-def step_metadata_columns(
-    extra_fields: Sequence[dict[str, Any] | None], keys: Sequence[str], is_padding: Sequence[bool]
-) -> dict[str, np.ndarray] | None:
-    """(bs,) columns of STEP_METADATA_KEYS + EPISODE_KEYS from the rows' extra_fields, or None if absent.
-
-    verl's padding rows (copies of a real row, zero response mask) get a trajectory of their own so they
-    never join a real trajectory's step groups.
-    """
-    real = [fields for fields, pad in zip(extra_fields, is_padding, strict=True) if not pad]
-    if not real or not all(isinstance(fields, dict) and "traj_uid" in fields for fields in real):
-        return None
-    rows: list[dict[str, Any]] = []
-    for fields, key, pad in zip(extra_fields, keys, is_padding, strict=True):
-        if pad:
-            rows.append(_padding_row(key))
-        else:
-            missing = [name for name in STEP_METADATA_KEYS if name not in fields]
-            if missing:
-                raise ValueError(f"row {key}: extra_fields lack step metadata {missing}")
-            rows.append(fields)
-    columns = {}
-    for name in STEP_METADATA_KEYS + EPISODE_KEYS:
-        column = np.empty(len(rows), dtype=object)
-        column[:] = [row.get(name) for row in rows]
-        columns[name] = column
-    return columns
-
-
-def _padding_row(key: str) -> dict[str, Any]:
-    return {
-        "traj_uid": f"padding-{key}",
-        "step_index": 0,
-        "anchor_obs": "",
-        "action_text": "",
-        "step_reward": 0.0,
-        "is_action_valid": True,
-        "episode_success": False,
-        "task_type": "",
-        "episode_length": 1,
-        "episode_truncated": False,
-    }
-
-
-def pending_step_metadata() -> dict[str, np.ndarray] | None:
-    """The (bs,) step-metadata columns of the batch whose advantage is being computed, else None.
-
-    A wrapper of `PPOTrainer._compute_advantage` installed before this hook runs inside it and may add columns
-    (iStar's PRM adds `prm_step_reward`); they reach the estimator's `non_tensor_batch`.
-    """
-    return _step_metadata.get()
-
-
-def compute_advantage_with_step_metadata(original: Callable[..., Any], tq: ModuleType) -> Callable[..., Any]:
-    """Wrap `PPOTrainer._compute_advantage(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta`."""
-
-    @functools.wraps(original)
-    def _compute_advantage(self: Any, batch: Any, metrics: dict[str, Any]) -> Any:
-        algorithm = self.config.algorithm
-        fn = estimator_taking_metadata(algorithm.adv_estimator)
-        if fn is None and self.config.get("env") is None:
-            return original(self, batch, metrics)
-        fetched = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
-        is_padding = [bool(tag.get("is_padding", False)) for tag in batch.tags]
-        columns = step_metadata_columns(fetched.pop("extra_fields").tolist(), batch.keys, is_padding)
-        if columns is None:
-            if fn is not None:
-                raise ValueError(
-                    f"algorithm.adv_estimator={estimator_name(algorithm.adv_estimator)} needs step metadata in "
-                    f"every row's extra_fields, but the rollouts lack it: play them with the agent loop "
-                    f"'{AGENT_LOOP_NAME}' (dataset column agent_name or "
-                    f"actor_rollout_ref.rollout.agent.default_agent_loop={AGENT_LOOP_NAME})"
-                )
-            return original(self, batch, metrics)
-        real = ~np.asarray(is_padding, dtype=bool)
-        pending = {name: columns[name] for name in STEP_METADATA_KEYS}
-        if STEP_ENTROPY_KEY in _extra_metadata_keys(algorithm.adv_estimator):
-            fetched = tq.kv_batch_get(
-                keys=batch.keys, partition_id=batch.partition_id, select_fields=["entropy", "response_mask"]
-            )
-            pending[STEP_ENTROPY_KEY] = step_entropy_column(fetched.to_padded_tensor())
-        token = _step_metadata.set({**pending, PADDING_COLUMN: ~real})
-        try:
-            result = original(self, batch, metrics)
-        finally:
-            _step_metadata.reset(token)
-        real_columns = {name: column[real] for name, column in columns.items()}
-        diagnostics = _credit_diagnostics(estimator_name(algorithm.adv_estimator)) if fn is not None else {}
-        metrics.update(episode_metrics(real_columns))
-        metrics.update(diagnostics)
-        self.__dict__.setdefault(_SUB_STEP_CALLS, []).append((real_columns, diagnostics))
-        return result
-
-    _compute_advantage.__verl_agent_ext_patch__ = True
-    return _compute_advantage
-
-
-def step_entropy_column(fields: Any) -> np.ndarray:
-    """(bs,) `step_entropy`: mean of the old-log-prob pass's token `entropy` (bs, R) over `response_mask` (bs, R).
-
-    verl computes that entropy at the rollout temperature. Rows without response tokens (padding) get 0.
-    """
-    mask = fields["response_mask"].to(fields["entropy"].dtype)
-    return ((fields["entropy"] * mask).sum(-1) / mask.sum(-1).clamp(min=1)).double().cpu().numpy()
-
-
-def _extra_metadata_keys(adv_estimator: Any) -> tuple[str, ...]:
-    from verl_agent_ext.verl_plugin import estimators
-
-    return estimators.EXTRA_METADATA_KEYS.get(estimator_name(adv_estimator), ())
-
-
-def _credit_diagnostics(name: str) -> dict[str, float]:
-    from verl_agent_ext.verl_plugin import estimators
-
-    if name not in estimators.STEP_ESTIMATORS:
-        return {}
-    return {f"credit/{key}": float(value) for key, value in estimators.last_diagnostics().items()}
-
-
-_SUB_STEP_CALLS = "_verl_agent_ext_sub_step_calls"
-"""Trainer attribute: (real-row columns, credit diagnostics) of each `_compute_advantage` call of the step."""
-
-
-def step_with_whole_step_metrics(original: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap `PPOTrainer.step(self, metrics, timing_raw) -> KVBatchMeta`.
-
-    With `parameter_sync_step > 1` one training step runs several sub-steps, and verl averages their metrics
-    weighted by rows: episode counts are averaged instead of summed and long (failed) episodes outweigh short
-    ones. The env/ and credit/ metrics of the step are recomputed here over all its sub-steps.
-    """
-
-    @functools.wraps(original)
-    def step(self: Any, metrics: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        self.__dict__[_SUB_STEP_CALLS] = []
-        result = original(self, metrics, *args, **kwargs)
-        calls = self.__dict__.pop(_SUB_STEP_CALLS, [])
-        if len(calls) > 1:
-            columns = {name: np.concatenate([call[0][name] for call in calls]) for name in calls[0][0]}
-            metrics.update(episode_metrics(columns))
-            if any(call[1] for call in calls):
-                rows = [len(call[0]["traj_uid"]) for call in calls]
-                metrics.update(combine_credit_diagnostics([call[1] for call in calls], rows))
-        return result
-
-    step.__verl_agent_ext_patch__ = True
-    return step
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -370,64 +128,6 @@ def _patch_validate_config(module: ModuleType) -> None:
     module.validate_config = validate_config
 
 
-@contextlib.contextmanager
-def mini_batch_counted_in_step_rows(config: Any) -> Iterator[None]:
-    """During verl's checks, hide an env-loop run's `actor.ppo_mini_batch_size` above `data.train_batch_size`.
-
-    verl's `ActorConfig.validate` requires ppo_mini_batch_size <= train_batch_size (both in prompts), which
-    holds when each session is one row. The V1 trainer cuts mini-batches of ppo_mini_batch_size x rollout.n rows
-    (`PPOTrainer._update_actor`) whatever the number of prompts, and the env agent loop gives one row per step,
-    so the published schedule (256 x 8 = 2,048 step rows per optimizer step with 16 tasks per iteration) needs
-    a larger value: the check is run with the value capped at train_batch_size, then the value is restored.
-    """
-    actor = (config.get("actor_rollout_ref") or {}).get("actor")
-    train_batch_size = (config.get("data") or {}).get("train_batch_size")
-    value = None if actor is None else actor.get("ppo_mini_batch_size")
-    relax = (
-        uses_env_agent_loop(config)
-        and not actor.get("use_dynamic_bsz", False)
-        and isinstance(value, int)
-        and isinstance(train_batch_size, int)
-        and value > train_batch_size
-    )
-    if relax:
-        actor.ppo_mini_batch_size = train_batch_size
-    try:
-        yield
-    finally:
-        if relax:
-            actor.ppo_mini_batch_size = value
-
-
-PLUGIN_MODULE = "verl_agent_ext.verl_plugin"
-EXTERNAL_MODULES_ENV = "VERL_USE_EXTERNAL_MODULES"
-
-
-def import_plugin_in_ray_processes(config: Any) -> None:
-    """Make every Ray process of an env-loop run import the plugin, failing loudly if it cannot.
-
-    verl loads `verl.plugins` entry points at `import verl` and logs a failure at DEBUG level only, so a node
-    with a broken install would train without the hook or fail its agent-loop sessions one by one. Modules named
-    in verl's `VERL_USE_EXTERNAL_MODULES` are imported without that guard: the plugin is added there, in the
-    Ray runtime environment of the run (`ray_kwargs.ray_init.runtime_env.env_vars`), so the TaskRunner and
-    every worker actor stop at creation with the import error.
-    """
-    from omegaconf import open_dict
-
-    runtime_env = ((config.get("ray_kwargs") or {}).get("ray_init") or {}).get("runtime_env")
-    name = ((config.get("algorithm") or {}).get("adv_estimator")) or "gae"
-    if runtime_env is None or not (uses_env_agent_loop(config) or estimator_taking_metadata(name) is not None):
-        return
-    with open_dict(runtime_env):
-        if runtime_env.get("env_vars") is None:
-            runtime_env.env_vars = {}
-        # the runtime env's value replaces the launching shell's in the Ray processes: keep the modules of both
-        named = f"{runtime_env.env_vars.get(EXTERNAL_MODULES_ENV) or ''},{os.environ.get(EXTERNAL_MODULES_ENV, '')}"
-        modules = list(dict.fromkeys(name.strip() for name in named.split(",") if name.strip()))
-        if PLUGIN_MODULE not in modules:
-            runtime_env.env_vars[EXTERNAL_MODULES_ENV] = ",".join([*modules, PLUGIN_MODULE])
-
-
 # --------------------------------------------------------------------------------------------------------------
 # Start-up check
 # --------------------------------------------------------------------------------------------------------------
@@ -486,7 +186,7 @@ def check_config(config: Any) -> None:
             "VERL_USE_EXTERNAL_PLUGINS unset or naming verl_agent_ext)."
         )
     rollout_correction = algorithm.get("rollout_correction") or {}
-    if STEP_ENTROPY_KEY in _extra_metadata_keys(name) and rollout_correction.get("bypass_mode", False):
+    if STEP_ENTROPY_KEY in extra_metadata_keys(name) and rollout_correction.get("bypass_mode", False):
         raise ValueError(
             f"algorithm.adv_estimator={name} reads each step's policy entropy from verl's old-log-prob pass, which "
             "algorithm.rollout_correction.bypass_mode=True skips (old log-probs are copied from the rollout, no "

@@ -8,8 +8,8 @@ import pytest
 import torch
 from verl.workers.rollout.replica import TokenOutput
 
-from verl_agent_ext.local.hf_server import HFServerManager
-from verl_agent_ext.local.model import load_policy
+from verl_agent_ext.policy.hf_server import HFServerManager
+from verl_agent_ext.policy.model import load_policy
 
 
 @pytest.fixture(scope="module")
