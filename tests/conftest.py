@@ -1,6 +1,8 @@
-"""Shared test configuration: offline model hubs and the path of the reference fixtures (inside the repository)."""
+"""Shared test configuration: offline model hubs, the reference fixtures (inside the repository), and a guard that
+the suite reads nothing beside the clone."""
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,24 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
+
+
+def _beside_the_clone(path: str) -> bool:
+    """True for a path in the clone's parent folder outside the clone (e.g. ../shared); hidden folders there
+    (~/.cache, ~/.local, a .venv) are the user's environment, not project data."""
+    resolved = os.path.abspath(path)
+    parent = str(PROJECT_ROOT.parent)
+    if not resolved.startswith(parent + os.sep) or resolved.startswith(str(PROJECT_ROOT) + os.sep):
+        return False
+    return not resolved[len(parent) + 1 :].startswith(".")
+
+
+def _refuse_reads_beside_the_clone(event: str, args: tuple) -> None:
+    if event == "open" and isinstance(args[0], (str, os.PathLike)) and _beside_the_clone(os.fspath(args[0])):
+        raise PermissionError(f"the test suite must not read outside the repository: {args[0]}")
+
+
+sys.addaudithook(_refuse_reads_beside_the_clone)
 
 
 @pytest.fixture(scope="session")
