@@ -83,7 +83,7 @@ def response_logprobs(
 
 
 def task_from_row(row: dict[str, Any], default_env: str) -> Task:
-    """The `Task` a dataset row names (columns env_name, task_id, task_type, split)."""
+    """The `Task` a dataset row names (columns env_name, task_id, task_type, split, data_fingerprint)."""
     if "task_id" not in row:
         raise ValueError(
             f"dataset row has no 'task_id' column (columns: {sorted(row)}); write the data with "
@@ -94,6 +94,7 @@ def task_from_row(row: dict[str, Any], default_env: str) -> Task:
         task_id=str(row["task_id"]),
         task_type=str(row.get("task_type") or ""),
         split=str(row.get("split") or "train"),
+        data_fingerprint=str(row.get("data_fingerprint") or ""),
     )
 
 

@@ -10,7 +10,9 @@ Per iteration, inside `PPOTrainer._compute_advantage` (after `old_log_probs`, be
      phi is the pair loss's; skipped when `freeze_prm` or when no group has a success and a failure;
   4. the normalised r joins the step metadata as `prm_step_reward`, which the `istar` estimator reads.
 The worker group shares the actor's resource pool (verl's pools hold up to 3 worker processes per GPU) and reads
-its model, engine and checkpoint settings from `actor_rollout_ref`, with `algorithm.istar.prm_*` overrides.
+its model, engine and checkpoint settings from `actor_rollout_ref`, with `algorithm.istar.prm_*` overrides. With
+`prm_offload` (the default) its parameters and AdamW states live in host memory except during steps 1 and 3, so the
+rollout engine and the actor keep the GPU memory they have without iStar (docs/istar.md: the per-GPU budget).
 Checkpoints go to `<global_step_N>/istar_prm` beside the actor's and are loaded back on resume.
 """
 
@@ -94,6 +96,9 @@ def prm_worker_config(config: Any):
     engine.max_token_len_per_gpu = section.actor.ppo_max_token_len_per_gpu
     engine.micro_batch_size_per_gpu = section.actor.ppo_micro_batch_size_per_gpu
     engine.use_remove_padding = section.model.get("use_remove_padding", False)
+    if istar.prm_offload:  # verl's engine moves them to the GPU on entering train/eval mode and back on leaving
+        engine.param_offload = True
+        engine.optimizer_offload = True
     return worker
 
 

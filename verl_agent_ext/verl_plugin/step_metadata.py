@@ -15,7 +15,8 @@ narrow, version-checked patches, installed when verl imports the patched modules
    the step metadata, on the real rows only (verl's padding rows get zero advantages); every other estimator
    goes to verl's function unchanged.
 3. `PPOTrainer.step`: the env/ and credit/ metrics over the whole step when it has several sub-steps.
-4. `PPOTrainer.__init__`: `check_config` again, in the process that trains.
+4. `PPOTrainer.__init__`: `check_config` again, in the process that trains, and (env-loop runs) whether Ray has
+   the CPUs the run holds (`resource_plan.check_ray_cpus`).
 
 `check_config` fails at start-up (verl's `validate_config`, also wrapped) when a step-level estimator is
 selected and the metadata cannot flow: legacy trainer, unsupported verl version, a patch that failed, or (for an
@@ -350,7 +351,7 @@ def _patch_v1_trainer(module: ModuleType) -> None:
         _patch(module, trainer, "step", step_with_whole_step_metrics)
     # verl builds the trainer in its TaskRunner Ray actor, not in the process that validated the config: check
     # there too, or a plugin or patch that failed there would show only at the first advantage computation
-    check_config_before_init(trainer, check_config)
+    check_config_before_init(trainer, check_trainer_start)
 
 
 def _patch_validate_config(module: ModuleType) -> None:
@@ -431,6 +432,15 @@ def import_plugin_in_ray_processes(config: Any) -> None:
 # --------------------------------------------------------------------------------------------------------------
 # Start-up check
 # --------------------------------------------------------------------------------------------------------------
+
+
+def check_trainer_start(config: Any) -> None:
+    """At verl's trainer start (its TaskRunner, where Ray runs): `check_config`, and Ray has the CPUs the run holds."""
+    check_config(config)
+    if uses_env_agent_loop(config):
+        from verl_agent_ext.verl_plugin.resource_plan import check_ray_cpus
+
+        check_ray_cpus(config)
 
 
 def check_config(config: Any) -> None:
