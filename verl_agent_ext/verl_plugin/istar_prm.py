@@ -79,6 +79,10 @@ def prm_worker_config(config: Any):
         optim.lr = istar.prm_lr
     optim.weight_decay = istar.prm_weight_decay
     optim.clip_grad = istar.prm_grad_clip
+    engine_section = section.actor.get("fsdp_config")
+    if engine_section is not None:  # offload flags are frozen in verl's engine dataclass: set them before it is built
+        # prm_offload: verl's engine moves parameters / AdamW to the GPU on entering train or eval mode, back after
+        engine_section.param_offload = engine_section.optimizer_offload = istar.prm_offload
     model_config = omega_conf_to_dataclass(section.model)
     actor = omega_conf_to_dataclass(section.actor)
     worker = TrainingWorkerConfig(
@@ -96,9 +100,6 @@ def prm_worker_config(config: Any):
     engine.max_token_len_per_gpu = section.actor.ppo_max_token_len_per_gpu
     engine.micro_batch_size_per_gpu = section.actor.ppo_micro_batch_size_per_gpu
     engine.use_remove_padding = section.model.get("use_remove_padding", False)
-    if istar.prm_offload:  # verl's engine moves them to the GPU on entering train/eval mode and back on leaving
-        engine.param_offload = True
-        engine.optimizer_offload = True
     return worker
 
 
