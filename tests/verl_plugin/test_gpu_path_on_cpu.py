@@ -157,6 +157,23 @@ def test_too_few_ray_cpus_fail_fast_with_the_numbers_and_overrides_that_fit(scri
     check_ray_cpus(composed_fix, available=12)  # the advice fits
 
 
+def test_verl_trainer_start_in_its_task_runner_checks_rays_cpus(script_configs, monkeypatch):
+    """verl builds its trainer in the TaskRunner actor: there, Ray's CPUs are the run's (faked: no cluster here)."""
+    import ray
+    from verl.trainer.ppo.v1 import PPOTrainerSync
+
+    class InsideAnActor:
+        @staticmethod
+        def get_actor_id() -> str:
+            return "task-runner"
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: True)
+    monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 12.0})
+    monkeypatch.setattr(ray, "get_runtime_context", InsideAnActor)
+    with pytest.raises(RuntimeError, match="Ray has 12 CPUs, this run holds 24"):
+        PPOTrainerSync(config=script_configs["run_scpo_alfworld.sh"])
+
+
 def test_cpu_profile_fits_its_own_ray():
     env = {**os.environ, "VAE_PRINT_ONLY": "1", "PYTHONPATH": str(ROOT)}
     script = ROOT / "examples" / "run_scpo_alfworld.sh"

@@ -247,14 +247,16 @@ def cpu_overrides_that_fit(config: Any, available: float) -> list[str]:
 
 
 def check_ray_cpus(config: Any, available: float | None = None) -> None:
-    """Raise when Ray has fewer CPUs than the run holds (run where Ray is initialised: verl's TaskRunner).
+    """Raise when Ray has fewer CPUs than the run holds.
 
-    available: Ray's total CPU resource (None: ask the running Ray; nothing is checked without one).
+    available: Ray's total CPU resource. None: ask the running Ray, only from inside a Ray actor (verl's
+    TaskRunner, where verl builds its trainer); a driver process (a test, a notebook) with its own Ray is not the
+    run's cluster, and nothing is checked there.
     """
     if available is None:
         import ray
 
-        if not ray.is_initialized():
+        if not ray.is_initialized() or ray.get_runtime_context().get_actor_id() is None:
             return
         available = float(ray.cluster_resources().get("CPU", 0.0))
     lines = cpu_needs(config)
