@@ -165,7 +165,12 @@ class ResourcePlan:
         out.append(f"  CPUs needed {self.cpus_needed:g}{available} (Ray CPU resource)")
         out += [f"  note: {note}" for note in self.notes]
         out += [f"WARNING: {warning}" for warning in self.warnings]
-        out.append("resource plan: fits" if self.fits else "resource plan: WILL NOT FIT as configured (see WARNING)")
+        if not self.fits:
+            out.append("resource plan: WILL NOT FIT as configured (see WARNING)")
+        elif self.node is None:
+            out.append(f"resource plan: needs only (describe the node to compare: {NODE_ENV}=2x80GB,32cpu)")
+        else:
+            out.append("resource plan: fits")
         return out
 
 
