@@ -105,6 +105,22 @@ def test_start_up_check_covers_every_registered_estimator(script_configs):
             startup_check.check(config)
 
 
+def test_start_up_check_refuses_webshop_rows_of_another_catalog(tmp_path):
+    from verl_agent_ext.agent.config import EnvLoopConfig
+    from verl_agent_ext.cli import main
+    from verl_agent_ext.envs.webshop.generate import write_catalog
+
+    shop, data = tmp_path / "shop", tmp_path / "data"
+    write_catalog(shop, 40, seed=1)
+    assert main(["prepare-data", "--env", "webshop", "--out", str(data), "--data-dir", str(shop)]) == 0
+    files = [f"data.train_files={data / 'train.parquet'}", f"data.val_files={data / 'val.parquet'}"]
+    config = composed(script_overrides("run_scpo_webshop.sh", *files))  # the env is not given --data-dir
+    with pytest.raises(ValueError, match="loads catalog .* every goal index would name another goal"):
+        startup_check.check_task_rows(config, EnvLoopConfig.from_mapping(config.env))
+    config = composed(script_overrides("run_scpo_webshop.sh", *files, f"+env.env_kwargs.webshop.data_dir={shop}"))
+    startup_check.check_task_rows(config, EnvLoopConfig.from_mapping(config.env))
+
+
 # 3. mini-batch order -------------------------------------------------------------------------------------------
 
 

@@ -4,7 +4,8 @@
 may call it): the plugin registered every estimator and the agent loop; the config resolves and passes verl's
 `validate_config` (which the plugin extends with the step-metadata and cpu-platform checks); the chosen
 estimator's settings build (`check_estimator_settings`); iStar's PRM patch is in place; on a CUDA machine the
-attention implementation the model will load with is importable (`check_attention_implementation`). It returns
+attention implementation the model will load with is importable (`check_attention_implementation`); WebShop task
+rows name the catalog the environment will load (`check_task_rows`). It returns
 notes for the user; `resource_plan.plan_resources` adds the per-GPU memory and CPU plan (`--dry-run`).
 Ray's CPUs are checked later, where Ray runs (`resource_plan.check_ray_cpus`, at verl's trainer start).
 """
@@ -117,7 +118,39 @@ def check(config: Any) -> list[str]:
         f"iterations={config.trainer.total_training_steps}"
     ]
     notes += data_notes(config, env)
+    check_task_rows(config, env)
     return notes
+
+
+def check_task_rows(config: Any, env: Any) -> None:
+    """Raise when the WebShop task rows were prepared from another catalog than the one the env will load.
+
+    Reads only the rows' `env_name` / `data_fingerprint` columns (written by prepare-data); builds the env's
+    catalog as the env actors will (a large one is then already in the node's cache for them).
+    """
+    import pandas as pd
+
+    from verl_agent_ext.envs.registry import make_env
+
+    for key in ("train_files", "val_files"):
+        path = str(config.data[key])
+        if not os.path.exists(path):
+            continue
+        try:
+            rows = pd.read_parquet(path, columns=["env_name", "data_fingerprint"])
+        except (KeyError, ValueError):  # rows written before fingerprints: nothing to compare
+            continue
+        prepared = set(rows.data_fingerprint[(rows.env_name == "webshop") & (rows.data_fingerprint != "")])
+        if not prepared:
+            continue
+        kwargs = {key: value for key, value in (env.env_kwargs.get("webshop") or {}).items() if key != "max_steps"}
+        loaded = make_env("webshop", **kwargs).catalog.fingerprint
+        if prepared != {loaded}:
+            raise ValueError(
+                f"data.{key}={path} holds WebShop tasks of catalog(s) {sorted(prepared)}, but the environment "
+                f"(env.env_kwargs.webshop={kwargs}) loads catalog {loaded}: every goal index would name another "
+                "goal. Give env.env_kwargs.webshop.data_dir (and seed) the values prepare-data was given."
+            )
 
 
 def data_notes(config: Any, env: Any) -> list[str]:
