@@ -182,15 +182,9 @@ def _get(config: Any, key: str, default: Any = None) -> Any:
 
 
 def _bytes_per_param(config: Any, role: str) -> int:
-    return (
-        FP32_BYTES
-        if str(_get(config, f"actor_rollout_ref.{role}.fsdp_config.model_dtype", "fp32"))
-        in (
-            "fp32",
-            "float32",
-        )
-        else 2
-    )
+    """Bytes of one parameter of `role` (actor, ref) in FSDP: its `fsdp_config.model_dtype`."""
+    dtype = str(_get(config, f"actor_rollout_ref.{role}.fsdp_config.model_dtype", "fp32"))
+    return FP32_BYTES if dtype in ("fp32", "float32") else 2
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -234,11 +228,8 @@ def cpu_overrides_that_fit(config: Any, available: float) -> list[str]:
         budget = available - fixed - 1 - storage_units
         if budget <= 0:
             continue
-        unit_override = (
-            []
-            if storage_units == units
-            else [f"transfer_queue.backend.SimpleStorage.num_data_storage_units={storage_units}"]
-        )
+        unit_key = "transfer_queue.backend.SimpleStorage.num_data_storage_units"
+        unit_override = [] if storage_units == units else [f"{unit_key}={storage_units}"]
         if "env pool" not in needs:
             return unit_override
         per_actor = math.floor(100 * budget / (agent_workers * 2)) / 100
@@ -343,9 +334,8 @@ def _plan_gpu_memory(config: Any, shape: ModelShape, plan: ResourcePlan, use_ref
     params = shape.params * pb / world / GB
     trained = 0.0 if lora else params
     grads, optimizer = trained, 2 * trained
-    policy = bool(_get(config, f"{actor}.fsdp_config.offload_policy", False)) and _get(config, f"{actor}.strategy") == (
-        "fsdp2"
-    )
+    fsdp2 = _get(config, f"{actor}.strategy") == "fsdp2"
+    policy = fsdp2 and bool(_get(config, f"{actor}.fsdp_config.offload_policy", False))  # FSDP2 only
     param_off = policy or bool(_get(config, f"{actor}.fsdp_config.param_offload", False))
     optim_off = policy or bool(_get(config, f"{actor}.fsdp_config.optimizer_offload", False))
     flags = f"param_offload={param_off} optimizer_offload={optim_off}" + (" (FSDP2 offload_policy)" if policy else "")
@@ -363,7 +353,7 @@ def _plan_gpu_memory(config: Any, shape: ModelShape, plan: ResourcePlan, use_ref
         resident_ref = 0.0 if ref_off else ref_params
         plan.components.append(Line("reference parameters", ref_params, f"param_offload={ref_off}"))
 
-    resident_prm, prm_update = 0.0, 0.0
+    resident_prm, prm_update, prm_offloaded = 0.0, 0.0, 0.0
     if istar:
         from verl_agent_ext.credit.istar import istar_config_from
 
@@ -371,6 +361,7 @@ def _plan_gpu_memory(config: Any, shape: ModelShape, plan: ResourcePlan, use_ref
         prm = params + grads + optimizer
         resident_prm = 0.0 if prm_offload or policy else params + optimizer
         prm_update = 0.0 if policy else prm
+        prm_offloaded = params + optimizer if prm_offload and not policy else 0.0
         plan.components.append(
             Line("iStar PRM states", prm, f"parameters + gradients + AdamW; offloaded when idle: {prm_offload}")
         )
@@ -427,6 +418,6 @@ def _plan_gpu_memory(config: Any, shape: ModelShape, plan: ResourcePlan, use_ref
             f"fp32 logits + their gradients of {up_detail}, checkpointed activations",
         )
     )
-    offloaded = (params if param_off else 0.0) + (optimizer if optim_off else 0.0) + (prm_update - resident_prm)
+    offloaded = (params if param_off else 0.0) + (optimizer if optim_off else 0.0) + prm_offloaded
     if offloaded:
         plan.notes.append(f"host memory for offloaded states: about {offloaded * world:.0f} GB per run")
