@@ -126,11 +126,11 @@ def check_task_rows(config: Any, env: Any) -> None:
     """Raise when the WebShop task rows were prepared from another catalog than the one the env will load.
 
     Reads only the rows' `env_name` / `data_fingerprint` columns (written by prepare-data); builds the env's
-    catalog as the env actors will (a large one is then already in the node's cache for them).
+    catalog as the env actors will (a large one is then already in the node's cache for them) and drops it.
     """
     import pandas as pd
 
-    from verl_agent_ext.envs.registry import make_env
+    from verl_agent_ext.envs.webshop.tasks import CATALOG_ARGUMENTS, catalog_fingerprint
 
     for key in ("train_files", "val_files"):
         path = str(config.data[key])
@@ -143,8 +143,9 @@ def check_task_rows(config: Any, env: Any) -> None:
         prepared = set(rows.data_fingerprint[(rows.env_name == "webshop") & (rows.data_fingerprint != "")])
         if not prepared:
             continue
-        kwargs = {key: value for key, value in (env.env_kwargs.get("webshop") or {}).items() if key != "max_steps"}
-        loaded = make_env("webshop", **kwargs).catalog.fingerprint
+        webshop = env.env_kwargs.get("webshop") or {}
+        kwargs = {name: webshop[name] for name in CATALOG_ARGUMENTS if name in webshop}
+        loaded = catalog_fingerprint(**kwargs)
         if prepared != {loaded}:
             raise ValueError(
                 f"data.{key}={path} holds WebShop tasks of catalog(s) {sorted(prepared)}, but the environment "

@@ -70,6 +70,23 @@ def get_catalog(
     return catalog
 
 
+CATALOG_ARGUMENTS = ("data_dir", "goal_source", "num_products", "generated_products", "seed")
+"""The WebShopEnv keyword arguments that choose its catalog (those of `get_catalog`)."""
+
+
+def catalog_fingerprint(
+    data_dir: str | Path | None = None,
+    goal_source: str = "human",
+    num_products: int | None = None,
+    generated_products: int = DEFAULT_GENERATED_PRODUCTS,
+    seed: int = 0,
+) -> str:
+    """The fingerprint of `get_catalog(...)`, without keeping the catalog in this process (e.g. a driver that only
+    checks task rows); a large catalog from files still fills the node's cache for the processes that play it."""
+    resolved = None if data_dir is None else str(Path(data_dir).expanduser().resolve())
+    return _cached_catalog.__wrapped__(resolved, goal_source, num_products, generated_products, seed).fingerprint
+
+
 def split_range(num_goals: int, split: str) -> range:
     """Goal indices of `split` in a catalog with `num_goals` goals."""
     if split not in SPLITS:
