@@ -143,6 +143,14 @@ def test_every_mini_batch_mixes_successes_and_failures(script_configs):
     )
     for batch in batches:
         assert (batch["kind"] == 1).any() and (batch["kind"] == 0).any()
+    # the path this follows in verl 0.9.1: the trainer passes actor.shuffle, the worker hands it to make_iterator
+    import inspect
+
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+    from verl.workers.engine_workers import TrainingWorker
+
+    assert '"shuffle": self.config.actor_rollout_ref.actor.shuffle' in inspect.getsource(PPOTrainer._update_actor)
+    assert "dataloader_kwargs=dataloader_kwargs" in inspect.getsource(TrainingWorker.train_mini_batch)
 
 
 # 5. mini-batch size ---------------------------------------------------------------------------------------------
@@ -196,6 +204,7 @@ def test_cpu_profile_fits_its_own_ray():
     result = subprocess.run(["bash", str(script), "--cpu"], capture_output=True, text=True, env=env, check=True)
     config = composed(shlex.split(result.stdout.strip().removeprefix("command:"))[3:])
     check_ray_cpus(config, available=config.ray_kwargs.ray_init.num_cpus)
+    assert config.actor_rollout_ref.actor.shuffle  # the CPU trainer updates on shuffled mini-batches too
 
 
 # 2, 7, 8. the resource plan -------------------------------------------------------------------------------------
