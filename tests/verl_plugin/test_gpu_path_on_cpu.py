@@ -257,6 +257,18 @@ def test_node_descriptions_parse():
         NodeSpec.parse("two H100s")
 
 
+def test_node_is_measured_with_nvidia_smi_without_a_cuda_context(tmp_path, monkeypatch):
+    fake = tmp_path / "nvidia-smi"
+    fake.write_text("#!/bin/sh\necho 81559\necho 81559\n")  # two H100 80GB (MiB, as nvidia-smi reports them)
+    fake.chmod(0o755)
+    monkeypatch.delenv("VAE_NODE", raising=False)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    node = NodeSpec.detect()
+    assert node.gpus == 2 and round(node.gpu_memory_gb, 1) == 85.5 and node.cpus == os.cpu_count()
+    monkeypatch.setenv("VAE_NODE", "1x24GB")
+    assert NodeSpec.detect() == NodeSpec(1, 24.0, None)
+
+
 def test_model_size_is_read_from_a_local_folder(tmp_path):
     from verl_agent_ext.verl_plugin.resource_plan import model_shape
 

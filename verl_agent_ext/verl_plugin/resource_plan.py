@@ -22,7 +22,8 @@ reward workers) need one free CPU to start. Too few and the env actors stay pend
 `call_timeout_s` (300 s), restarts and waits again, which looks like a hang; `check_ray_cpus` fails fast instead.
 
 A node is described as `GPUSxMEMORY[GB][,CPUScpu]`, e.g. `2x80GB,32cpu` (`VAE_NODE` for `--dry-run`); without
-one, a machine with CUDA GPUs is measured, and a machine without them gets the needs only.
+one, a machine with NVIDIA GPUs is measured, and a machine without them gets the needs only. GB are 10^9 bytes
+throughout (nvidia-smi's 81,559 MiB of an "80 GB" H100 are 85.5 GB: `2x80GB` is on the safe side).
 """
 
 from __future__ import annotations
@@ -88,15 +89,20 @@ class NodeSpec:
 
     @classmethod
     def detect(cls) -> NodeSpec | None:
-        """`VAE_NODE` if set, else this machine when it has CUDA GPUs, else None."""
+        """`VAE_NODE` if set, else this machine's NVIDIA GPUs (asked of nvidia-smi: no CUDA context in this
+        process, which would hold memory on GPU 0 for the whole run), else None."""
         if os.environ.get(NODE_ENV):
             return cls.parse(os.environ[NODE_ENV])
-        import torch
+        import subprocess
 
-        if not torch.cuda.is_available():
+        query = ["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"]
+        try:
+            mib = [
+                float(line) for line in subprocess.run(query, capture_output=True, text=True, timeout=30).stdout.split()
+            ]
+        except (OSError, ValueError, subprocess.TimeoutExpired):
             return None
-        memory = torch.cuda.get_device_properties(0).total_memory / GB
-        return cls(torch.cuda.device_count(), memory, os.cpu_count())
+        return cls(len(mib), min(mib) * 2**20 / GB, os.cpu_count()) if mib else None
 
     def __str__(self) -> str:
         cpus = f", {self.cpus} CPUs" if self.cpus is not None else ""
