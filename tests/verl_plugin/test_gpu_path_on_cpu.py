@@ -196,6 +196,9 @@ def test_verl_trainer_start_in_its_task_runner_checks_rays_cpus(script_configs, 
     monkeypatch.setattr(ray, "get_runtime_context", InsideAnActor)
     with pytest.raises(RuntimeError, match="Ray has 12 CPUs, this run holds 24"):
         PPOTrainerSync(config=script_configs["run_scpo_alfworld.sh"])
+    bad = composed(script_overrides("run_empg_alfworld.sh", "algorithm.empg.zeta=-1"))  # verl's own launcher too
+    with pytest.raises(ValueError, match="empg.zeta"):
+        PPOTrainerSync(config=bad)
 
 
 def test_cpu_profile_fits_its_own_ray():

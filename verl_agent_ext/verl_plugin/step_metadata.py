@@ -435,8 +435,12 @@ def import_plugin_in_ray_processes(config: Any) -> None:
 
 
 def check_trainer_start(config: Any) -> None:
-    """At verl's trainer start (its TaskRunner, where Ray runs): `check_config`, and Ray has the CPUs the run holds."""
+    """At verl's trainer start (its TaskRunner, where Ray runs), whichever launcher built the run: `check_config`,
+    the estimator's settings, and Ray has the CPUs the run holds."""
+    from verl_agent_ext.verl_plugin.startup_check import check_estimator_settings
+
     check_config(config)
+    check_estimator_settings(config)
     if uses_env_agent_loop(config):
         from verl_agent_ext.verl_plugin.resource_plan import check_ray_cpus
 
