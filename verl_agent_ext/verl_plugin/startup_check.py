@@ -126,12 +126,14 @@ def check_task_rows(config: Any, env: Any) -> None:
     """Raise when the WebShop task rows were prepared from another catalog than the one the env will load.
 
     Reads only the rows' `env_name` / `data_fingerprint` columns (written by prepare-data); builds the env's
-    catalog as the env actors will (a large one is then already in the node's cache for them) and drops it.
+    catalog as the env actors will (a large one is then already in the node's cache for them) and drops it; with
+    the full catalog the first check on a node takes as long as loading it once.
     """
     import pandas as pd
 
     from verl_agent_ext.envs.webshop.tasks import CATALOG_ARGUMENTS, catalog_fingerprint
 
+    loaded = None
     for key in ("train_files", "val_files"):
         path = str(config.data[key])
         if not os.path.exists(path):
@@ -145,7 +147,7 @@ def check_task_rows(config: Any, env: Any) -> None:
             continue
         webshop = env.env_kwargs.get("webshop") or {}
         kwargs = {name: webshop[name] for name in CATALOG_ARGUMENTS if name in webshop}
-        loaded = catalog_fingerprint(**kwargs)
+        loaded = loaded or catalog_fingerprint(**kwargs)
         if prepared != {loaded}:
             raise ValueError(
                 f"data.{key}={path} holds WebShop tasks of catalog(s) {sorted(prepared)}, but the environment "
