@@ -20,7 +20,8 @@ Each output's `extra_fields` carries the estimator contract (same keys on every 
 `reward_score` of every output is the episode return (sum of env rewards), so verl puts it on the last
 response token (`rm_scores`) of every step sample and skips its reward manager for these rows.
 
-Rows (written by `verl-agent-ext prepare-data`) name the task: `env_name`, `task_id`, `task_type`, `split`.
+Rows (written by `verl-agent-ext prepare-data`) name the task: `env_name`, `task_id`, `task_type`, `split`, and
+`data_fingerprint` (WebShop: the catalog the goal index belongs to; the environment checks it).
 Environment settings come from the trainer config's `env:` section (`verl_agent_ext.agent.config`).
 
 Outside a verl worker (the CPU trainer, tests), build it with `build_agent_loop`:
