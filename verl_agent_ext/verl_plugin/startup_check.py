@@ -131,7 +131,7 @@ def check_task_rows(config: Any, env: Any) -> None:
     """
     import pandas as pd
 
-    from verl_agent_ext.envs.webshop.tasks import CATALOG_ARGUMENTS, catalog_fingerprint
+    from verl_agent_ext.envs.webshop.tasks import CATALOG_ARGUMENTS, get_catalog
 
     loaded = None
     for key in ("train_files", "val_files"):
@@ -147,7 +147,7 @@ def check_task_rows(config: Any, env: Any) -> None:
             continue
         webshop = env.env_kwargs.get("webshop") or {}
         kwargs = {name: webshop[name] for name in CATALOG_ARGUMENTS if name in webshop}
-        loaded = loaded or catalog_fingerprint(**kwargs)
+        loaded = loaded or get_catalog(**kwargs, keep=False).fingerprint
         if prepared != {loaded}:
             raise ValueError(
                 f"data.{key}={path} holds WebShop tasks of catalog(s) {sorted(prepared)}, but the environment "

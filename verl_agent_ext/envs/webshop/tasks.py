@@ -56,35 +56,28 @@ def get_catalog(
     num_products: int | None = None,
     generated_products: int = DEFAULT_GENERATED_PRODUCTS,
     seed: int = 0,
+    keep: bool = True,
 ) -> Catalog:
     """The catalog in `data_dir` (original files or `webshop-generate` output), or a generated one when None.
 
     num_products: keep only the first N products of the file (the original's `num_products`).
     generated_products / seed: size and seed of the in-memory generated catalog used when data_dir is None
     (seed also draws the prices and price limits of any catalog).
+    keep: False builds it without the per-process cache (e.g. a driver that only reads its fingerprint; a large
+    catalog from files still fills the node's cache for the processes that play it).
     """
     resolved = None if data_dir is None else str(Path(data_dir).expanduser().resolve())
+    key = (resolved, goal_source, num_products, generated_products, seed)
+    if not keep:
+        return _cached_catalog.__wrapped__(*key)
     with _BUILD_LOCK:  # pool threads creating environments at once build one shared catalog, not several
-        catalog = _cached_catalog(resolved, goal_source, num_products, generated_products, seed)
+        catalog = _cached_catalog(*key)
         catalog.index  # noqa: B018 - build the search index now, under the lock
     return catalog
 
 
 CATALOG_ARGUMENTS = ("data_dir", "goal_source", "num_products", "generated_products", "seed")
 """The WebShopEnv keyword arguments that choose its catalog (those of `get_catalog`)."""
-
-
-def catalog_fingerprint(
-    data_dir: str | Path | None = None,
-    goal_source: str = "human",
-    num_products: int | None = None,
-    generated_products: int = DEFAULT_GENERATED_PRODUCTS,
-    seed: int = 0,
-) -> str:
-    """The fingerprint of `get_catalog(...)`, without keeping the catalog in this process (e.g. a driver that only
-    checks task rows); a large catalog from files still fills the node's cache for the processes that play it."""
-    resolved = None if data_dir is None else str(Path(data_dir).expanduser().resolve())
-    return _cached_catalog.__wrapped__(resolved, goal_source, num_products, generated_products, seed).fingerprint
 
 
 def split_range(num_goals: int, split: str) -> range:
