@@ -131,6 +131,10 @@ def overrides(env: str, model_path: str, data: Path, warm: WarmStart | None = No
         "actor_rollout_ref.actor.use_torch_compile=False",
         "actor_rollout_ref.actor.fsdp_config.use_torch_compile=False",
         "+actor_rollout_ref.actor.fsdp_config.mixed_precision={param_dtype:fp32,reduce_dtype:fp32,buffer_dtype:fp32}",
+        # host memory is the device memory: nothing to offload (the GPU scripts offload a 7B actor and iStar's PRM)
+        "actor_rollout_ref.actor.fsdp_config.param_offload=False",
+        "actor_rollout_ref.actor.fsdp_config.optimizer_offload=False",
+        "algorithm.istar.prm_offload=False",
         # rollout: the transformers backend, one agent-loop worker, environments in that process
         "actor_rollout_ref.rollout.name=transformers",  # the plugin's backend (verl_plugin.rollout_registry)
         "actor_rollout_ref.rollout.tensor_model_parallel_size=1",

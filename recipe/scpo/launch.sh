@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Shared launcher of examples/run_*.sh: runs recipe/scpo/main_scpo.py (verl's V1 trainer) with the overrides given.
-#   --dry-run          print the command, compose and validate the configuration with the plugin loaded, start
+#   --dry-run          print the command, compose and validate the configuration with the plugin loaded, print the
+#                      resource plan (memory per GPU by phase, CPUs; WARNING lines for what will not fit) against
+#                      VAE_NODE=GPUSxMEMORY[GB][,CPUScpu] (e.g. 2x80GB,32cpu) or this machine's GPUs; start
 #                      nothing; exits non-zero if the configuration is not valid.
 #   --cpu              verl's trainer on this machine's CPU (VERL_PLATFORM=cpu, the `transformers` rollout backend)
 #                      with the small CPU profile (verl_agent_ext/cpu_profile.py): SmolLM2-135M, 2 tasks x

@@ -4,9 +4,11 @@ The config is verl's `ppo_trainer` extended by `config/scpo_trainer.yaml`; train
 (`verl.trainer.main_ppo.run_ppo` with `TaskRunnerV1`). The plugin (loaded by `import verl`) registers the
 estimators and the agent loop and installs the step-metadata hook.
 
-`--dry-run` composes the same config, resolves it and runs verl's `validate_config` (which the plugin extends
-with its start-up check), then checks the plugin's registrations; it exits non-zero on any problem and starts
-nothing (no Ray, no GPU).
+`--dry-run` composes the same config and runs the plugin's start-up check (`verl_plugin/startup_check.py`:
+registrations, verl's `validate_config` with the plugin's checks, estimator settings), then prints the resource
+plan (`verl_plugin/resource_plan.py`: memory per GPU by phase, CPUs) against the node described by
+`VAE_NODE=2x80GB,32cpu` (or this machine's GPUs), with a WARNING line for what will not fit; it exits non-zero on
+a configuration error and starts nothing (no Ray, no GPU).
 """
 
 from __future__ import annotations
@@ -15,50 +17,26 @@ import os
 import sys
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+
+from verl_agent_ext.verl_plugin.startup_check import check
 
 DRY_RUN_FLAG = "--dry-run"
 RAY_START_ATTEMPTS = 3  # Ray waits a fixed 30 s for its raylet, which a busy 2-core machine can exceed
 
 
-def check(config: DictConfig) -> list[str]:
-    """Validate a composed config as a training run would at start-up; returns notes for the user."""
-    from verl.experimental.agent_loop.agent_loop import _agent_loop_registry
-    from verl.trainer.ppo import core_algos
-    from verl.trainer.ppo.utils import need_critic, need_reference_policy
-    from verl.utils.config import validate_config
+def resource_plan_lines(config: DictConfig) -> list[str]:
+    """The per-GPU memory and CPU plan of a checked config, against VAE_NODE or this machine's GPUs."""
+    from verl_agent_ext.verl_plugin.resource_plan import NodeSpec, plan_resources
 
-    from verl_agent_ext.agent import AGENT_LOOP_NAME
-    from verl_agent_ext.agent.config import EnvLoopConfig
-    from verl_agent_ext.verl_plugin import istar_prm, step_metadata
-
-    for name in ("gigpo", "scpo", "istar"):
-        if name not in core_algos.ADV_ESTIMATOR_REGISTRY:
-            raise RuntimeError(f"the verl_agent_ext plugin did not register estimator {name!r}: is it installed?")
-    if AGENT_LOOP_NAME not in _agent_loop_registry:
-        raise RuntimeError(f"the verl_agent_ext plugin did not register agent loop {AGENT_LOOP_NAME!r}")
-    OmegaConf.resolve(config)
-    validate_config(config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
-    step_metadata.check_config(config)  # also run by validate_config when the plugin hook is in place
-    istar_prm.check_config(config)
-    env = EnvLoopConfig.from_mapping(config.get("env"))
-    notes = [
-        f"estimator={config.algorithm.adv_estimator} env={env.name} max_steps={env.max_steps} "
-        f"tasks/iter={config.data.train_batch_size} group={config.actor_rollout_ref.rollout.n} "
-        f"iterations={config.trainer.total_training_steps}"
-    ]
-    for key in ("train_files", "val_files"):
-        path = config.data[key]
-        if not os.path.exists(path):
-            notes.append(f"note: data.{key}={path} does not exist yet (verl-agent-ext prepare-data writes it)")
-    return notes
+    return plan_resources(config, NodeSpec.detect()).lines()
 
 
 @hydra.main(config_path="config", config_name="scpo_trainer", version_base=None)
 def main(config: DictConfig) -> None:
     if os.environ.get("VAE_DRY_RUN") == "1":
-        for note in check(config):
-            print(note)
+        for line in [*check(config), *resource_plan_lines(config)]:
+            print(line)
         print("dry run OK: the configuration composes and validates with the verl_agent_ext plugin loaded")
         return
     from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
@@ -66,6 +44,8 @@ def main(config: DictConfig) -> None:
 
     auto_set_device(config)
     check(config)
+    for line in resource_plan_lines(config):
+        print(line)
     for attempt in range(RAY_START_ATTEMPTS):
         try:
             run_ppo(config, task_runner_class=TaskRunnerV1)

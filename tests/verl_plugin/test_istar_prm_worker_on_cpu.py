@@ -84,6 +84,13 @@ def test_worker_config_takes_the_actor_settings_and_the_prm_overrides(local_mode
     assert worker.engine_config.infer_micro_batch_size_per_gpu == 32
     # the actor's own config is untouched
     assert config.actor_rollout_ref.actor.optim.lr == 1e-6
+    # a second full model beside the actor: in host memory except while it scores or trains (prm_offload default)
+    assert worker.engine_config.param_offload and worker.engine_config.optimizer_offload
+    assert not config.actor_rollout_ref.actor.fsdp_config.param_offload
+    resident = istar_prm.prm_worker_config(
+        recipe_config(f"actor_rollout_ref.model.path={local_model_path}", "algorithm.istar.prm_offload=false")
+    )
+    assert not (resident.engine_config.param_offload or resident.engine_config.optimizer_offload)
 
 
 def test_patch_sits_inside_the_step_metadata_hook():

@@ -63,6 +63,8 @@ def test_script_composes_and_validates(script):
     config = composed(overrides)
     notes = recipe_main().check(config)
     assert notes[0].startswith(f"estimator={estimator} env={env_name}")
+    log_prob_micro_batch = config.actor_rollout_ref.rollout.log_prob_micro_batch_size_per_gpu
+    assert log_prob_micro_batch == (32 if env_name == "alfworld" else 8)  # WebShop: fp32 logits of 4,608 tokens
     assert config.trainer.total_epochs == 7
     # published settings
     rollout, actor = config.actor_rollout_ref.rollout, config.actor_rollout_ref.actor
@@ -110,19 +112,6 @@ def test_recipe_defaults_are_the_estimators_defaults():
     sspo_defaults = {f.name: f.default for f in dataclasses.fields(SSPOConfig) if f.name != "gigpo"}
     assert dict(config.algorithm.sspo) == sspo_defaults
     assert config.algorithm.gamma == GiGPOConfig().gamma
-
-
-def test_dry_run_of_the_scpo_script():
-    result = subprocess.run(
-        ["bash", str(ROOT / "examples" / "run_scpo_alfworld.sh"), "--dry-run"],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        env={**os.environ, "PYTHON": sys.executable},  # this interpreter, not whatever `python` PATH finds
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.startswith("command:")
-    assert "dry run OK" in result.stdout
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))

@@ -20,7 +20,8 @@ Each output's `extra_fields` carries the estimator contract (same keys on every 
 `reward_score` of every output is the episode return (sum of env rewards), so verl puts it on the last
 response token (`rm_scores`) of every step sample and skips its reward manager for these rows.
 
-Rows (written by `verl-agent-ext prepare-data`) name the task: `env_name`, `task_id`, `task_type`, `split`.
+Rows (written by `verl-agent-ext prepare-data`) name the task: `env_name`, `task_id`, `task_type`, `split`, and
+`data_fingerprint` (WebShop: the catalog the goal index belongs to; the environment checks it).
 Environment settings come from the trainer config's `env:` section (`verl_agent_ext.agent.config`).
 
 Outside a verl worker (the CPU trainer, tests), build it with `build_agent_loop`:
@@ -83,7 +84,7 @@ def response_logprobs(
 
 
 def task_from_row(row: dict[str, Any], default_env: str) -> Task:
-    """The `Task` a dataset row names (columns env_name, task_id, task_type, split)."""
+    """The `Task` a dataset row names (columns env_name, task_id, task_type, split, data_fingerprint)."""
     if "task_id" not in row:
         raise ValueError(
             f"dataset row has no 'task_id' column (columns: {sorted(row)}); write the data with "
@@ -94,6 +95,7 @@ def task_from_row(row: dict[str, Any], default_env: str) -> Task:
         task_id=str(row["task_id"]),
         task_type=str(row.get("task_type") or ""),
         split=str(row.get("split") or "train"),
+        data_fingerprint=str(row.get("data_fingerprint") or ""),
     )
 
 

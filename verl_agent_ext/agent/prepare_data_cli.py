@@ -13,13 +13,15 @@ ALFWorld rows can be narrowed to --task-types and, for training, to the games th
 One row per task (verl repeats it rollout.n times): `env_name`, `task_id`, `task_type`, `split` name the task;
 `agent_name` selects the environment agent loop; `prompt` is a one-line description (verl's dataset requires a
 chat prompt; the agent loop renders the real prompts); `data_source` is the env name for training rows and
-`<env>/<task_type>` for validation rows, so verl's validation metrics come per task type.
+`<env>/<task_type>` for validation rows, so verl's validation metrics come per task type; `data_fingerprint`
+(WebShop: the catalog's fingerprint) lets the environment refuse rows prepared from another catalog.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 from verl_agent_ext.agent import AGENT_LOOP_NAME
@@ -71,6 +73,7 @@ def task_rows(tasks: list, validation: bool) -> list[dict]:
                 "task_id": task.task_id,
                 "task_type": task.task_type,
                 "split": task.split,
+                "data_fingerprint": task.data_fingerprint,
                 "reward_model": {"style": "environment", "ground_truth": ""},
                 "extra_info": {"index": index, "split": task.split},
             }
@@ -115,12 +118,15 @@ def alfworld_tasks(args: argparse.Namespace) -> tuple[list, list, str]:
 
 
 def webshop_tasks(args: argparse.Namespace) -> tuple[list, list, str]:
-    from verl_agent_ext.envs.webshop.tasks import list_tasks
+    from verl_agent_ext.envs.webshop.tasks import GENERATED_CATALOG_NOTICE, list_tasks
 
     val_split = args.val_split or "test"
     source = f"WebShop catalog in {args.data_dir}" if args.data_dir else "the default generated WebShop catalog"
+    if not args.data_dir:
+        print(f"NOTICE: {GENERATED_CATALOG_NOTICE} (pass --data-dir)", file=sys.stderr)
     train = list_tasks("train", data_dir=args.data_dir, seed=args.seed)
     val = list_tasks(val_split, data_dir=args.data_dir, seed=args.seed)
+    source += f", catalog fingerprint {train[0].data_fingerprint} (the env must load the same catalog)"
     return train, val, source
 
 

@@ -55,6 +55,8 @@ class IStarConfig:
     freeze_prm: True reproduces the released runs, whose PRM loss never reaches the weights (docs/istar.md).
     prm_lr / prm_weight_decay / prm_grad_clip: the PRM's AdamW (prm_lr None: the policy's learning rate).
     prm_model_path: verl only, the PRM's initial weights (None: the policy's actor_rollout_ref.model.path).
+    prm_offload: verl only, keep the PRM's parameters and AdamW states in host memory except while it scores or
+        trains (verl's engine param/optimizer offload): a second full model would otherwise stay on the actor's GPUs.
     """
 
     step_advantage_w: float = 1.0
@@ -68,6 +70,7 @@ class IStarConfig:
     prm_weight_decay: float = 0.0
     prm_grad_clip: float = 10.0
     prm_model_path: str | None = None
+    prm_offload: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("istar.step_baseline", self.step_baseline, STEP_BASELINES)

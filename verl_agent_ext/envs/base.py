@@ -26,12 +26,15 @@ class Task:
     task_id: what the environment needs to load it (ALFWorld: game folder; WebShop: goal index as text).
     task_type: category for per-type metrics (ALFWorld: "pick_and_place_simple", ...; WebShop: product category).
     split: "train", "eval_in_distribution", "eval_out_of_distribution", ...
+    data_fingerprint: the data the task was listed from (WebShop: the catalog's `fingerprint`), checked by the
+        environment at reset so rows prepared from one catalog never play against another; "" = not checked.
     """
 
     env: str
     task_id: str
     task_type: str = ""
     split: str = "train"
+    data_fingerprint: str = ""
 
 
 @dataclass(frozen=True)

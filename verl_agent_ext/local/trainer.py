@@ -252,6 +252,7 @@ class LocalTrainer:
         async def play_one(task, uid: str):
             loop = build_agent_loop(self.verl_config, self.server, self.tokenizer, env_pools=[self.env_pool])
             row = {"env_name": task.env, "task_id": task.task_id, "task_type": task.task_type, "split": task.split}
+            row["data_fingerprint"] = task.data_fingerprint  # WebShop: the env refuses another catalog's goal
             try:
                 outputs = await loop.run(dict(sampling_params), **row)
             finally:

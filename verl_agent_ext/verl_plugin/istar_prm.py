@@ -10,7 +10,9 @@ Per iteration, inside `PPOTrainer._compute_advantage` (after `old_log_probs`, be
      phi is the pair loss's; skipped when `freeze_prm` or when no group has a success and a failure;
   4. the normalised r joins the step metadata as `prm_step_reward`, which the `istar` estimator reads.
 The worker group shares the actor's resource pool (verl's pools hold up to 3 worker processes per GPU) and reads
-its model, engine and checkpoint settings from `actor_rollout_ref`, with `algorithm.istar.prm_*` overrides.
+its model, engine and checkpoint settings from `actor_rollout_ref`, with `algorithm.istar.prm_*` overrides. With
+`prm_offload` (the default) its parameters and AdamW states live in host memory except during steps 1 and 3, so the
+rollout engine and the actor keep the GPU memory they have without iStar (docs/istar.md: the per-GPU budget).
 Checkpoints go to `<global_step_N>/istar_prm` beside the actor's and are loaded back on resume.
 """
 
@@ -77,6 +79,10 @@ def prm_worker_config(config: Any):
         optim.lr = istar.prm_lr
     optim.weight_decay = istar.prm_weight_decay
     optim.clip_grad = istar.prm_grad_clip
+    engine_section = section.actor.get("fsdp_config")
+    if engine_section is not None:  # offload flags are frozen in verl's engine dataclass: set them before it is built
+        # prm_offload: verl's engine moves parameters / AdamW to the GPU on entering train or eval mode, back after
+        engine_section.param_offload = engine_section.optimizer_offload = istar.prm_offload
     model_config = omega_conf_to_dataclass(section.model)
     actor = omega_conf_to_dataclass(section.actor)
     worker = TrainingWorkerConfig(

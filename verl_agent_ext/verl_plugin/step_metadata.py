@@ -11,7 +11,8 @@ modules (`post_import`), and holds the start-up check that they work:
 - `verl.trainer.ppo.v1.utils.compute_advantage`: `advantage_patch` (hand `non_tensor_batch` to the estimator);
 - `verl.utils.config.validate_config`: `check_config` first, then verl's checks with the mini-batch counted in step
   rows, then every Ray process made to import the plugin (`validate_config_patch`);
-- `PPOTrainer.__init__`: `check_config` again, in the process that trains.
+- `PPOTrainer.__init__`: `check_trainer_start` (`check_config`, the estimator's settings and, for env-loop runs,
+  whether Ray has the CPUs the run holds), in the process that trains.
 
 `check_config` fails at start-up when a step-level estimator is selected and the metadata cannot flow: legacy
 trainer, unsupported verl version, a patch that failed, or (for an estimator reading `step_entropy`) a
@@ -108,7 +109,7 @@ def _patch_v1_trainer(module: ModuleType) -> None:
         _patch(module, trainer, "step", step_with_whole_step_metrics)
     # verl builds the trainer in its TaskRunner Ray actor, not in the process that validated the config: check
     # there too, or a plugin or patch that failed there would show only at the first advantage computation
-    check_config_before_init(trainer, check_config)
+    check_config_before_init(trainer, check_trainer_start)
 
 
 def _patch_validate_config(module: ModuleType) -> None:
@@ -131,6 +132,19 @@ def _patch_validate_config(module: ModuleType) -> None:
 # --------------------------------------------------------------------------------------------------------------
 # Start-up check
 # --------------------------------------------------------------------------------------------------------------
+
+
+def check_trainer_start(config: Any) -> None:
+    """At verl's trainer start (its TaskRunner, where Ray runs), whichever launcher built the run: `check_config`,
+    the estimator's settings, and Ray has the CPUs the run holds."""
+    from verl_agent_ext.verl_plugin.startup_check import check_estimator_settings
+
+    check_config(config)
+    check_estimator_settings(config)
+    if uses_env_agent_loop(config):
+        from verl_agent_ext.verl_plugin.resource_plan import check_ray_cpus
+
+        check_ray_cpus(config)
 
 
 def check_config(config: Any) -> None:

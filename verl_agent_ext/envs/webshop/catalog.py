@@ -15,6 +15,7 @@ draws them unseeded).
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import random
@@ -244,6 +245,17 @@ class Catalog:
         self.generated = generated
 
     @cached_property
+    def fingerprint(self) -> str:
+        """12 hex digits naming this catalog's goals (order, product, instruction with its price limit).
+
+        Task rows carry it (`Task.data_fingerprint`): a goal index means the same goal only in the same catalog.
+        """
+        digest = hashlib.sha256(f"{len(self.goals)}:{len(self.products)}:{self.generated}".encode())
+        for goal in self.goals:
+            digest.update(f"\n{goal.asin}\t{goal.instruction_text}".encode())
+        return digest.hexdigest()[:12]
+
+    @cached_property
     def index(self) -> BM25Index:
         return BM25Index([p.search_text() for p in self.products])
 
@@ -293,10 +305,10 @@ def _find_file(data_dir: Path, prefix: str) -> Path | None:
     return matches[0] if matches else None
 
 
-def load_catalog(
-    data_dir: str | Path, goal_source: str = "human", num_products: int | None = None, seed: int = 0
-) -> Catalog:
-    """Load a catalog from a folder holding the original WebShop files (or `webshop-generate` output)."""
+def catalog_files(data_dir: str | Path, goal_source: str = "human") -> tuple[Path, Path]:
+    """The products and attributes files of a catalog folder; raises (cheaply, nothing is read) when unusable."""
+    if goal_source not in GOAL_SOURCES:
+        raise ValueError(f"unknown goal source {goal_source!r}; valid names: {list(GOAL_SOURCES)}")
     data_dir = Path(data_dir)
     products_file = _find_file(data_dir, "items_shuffle")
     attributes_file = _find_file(data_dir, "items_ins_v2")
@@ -305,6 +317,15 @@ def load_catalog(
             f"{data_dir} needs items_shuffle*.json and items_ins_v2*.json (and items_human_ins.json for human "
             "goals): the original WebShop data, or run `verl-agent-ext webshop-generate --out DIR`"
         )
+    return products_file, attributes_file
+
+
+def load_catalog(
+    data_dir: str | Path, goal_source: str = "human", num_products: int | None = None, seed: int = 0
+) -> Catalog:
+    """Load a catalog from a folder holding the original WebShop files (or `webshop-generate` output)."""
+    data_dir = Path(data_dir)
+    products_file, attributes_file = catalog_files(data_dir, goal_source)
     human_file = data_dir / "items_human_ins.json"
     human = json.loads(human_file.read_text(encoding="utf-8")) if human_file.is_file() else None
     return Catalog.from_records(

@@ -4,17 +4,20 @@ Actions are the original `search[keywords]` and `click[button]`; observations ar
 text (`[SEP]`-separated). The episode ends on "Buy Now" (reward 10 if the purchase scores exactly 1, the raw
 score in `info["score"]`) or after `max_steps` steps (15, the published WebShop setting; score 0). An action that
 is not available (malformed, unknown button, empty search, search away from the search page, too long) is
-reported as invalid and changes nothing, as in the original, where such actions are no-ops.
+reported as invalid and changes nothing, as in the original, where such actions are no-ops. A task whose
+`data_fingerprint` names another catalog is refused at reset (its goal index would name another goal).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 
 from verl_agent_ext.envs.base import Observation, ParsedAction, StepResult, Task, TextEnv, Turn
 from verl_agent_ext.envs.text import MAX_ACTION_CHARS, extract_action, normalise
+from verl_agent_ext.envs.webshop.catalog import GOAL_SOURCES, Catalog, catalog_files
 from verl_agent_ext.envs.webshop.site import DONE, SEP, ShopSession
 from verl_agent_ext.envs.webshop.tasks import DEFAULT_GENERATED_PRODUCTS, get_catalog
 from verl_agent_ext.envs.webshop.textmatch import NOUN_TAGGERS
@@ -64,7 +67,11 @@ class WebShopEnv(TextEnv):
         if noun_tagger not in NOUN_TAGGERS:
             raise ValueError(f"unknown noun tagger {noun_tagger!r}; valid names: {sorted(NOUN_TAGGERS)}")
         NOUN_TAGGERS[noun_tagger]("warm up")  # load the tagger now: a missing spaCy model fails here, not mid-episode
-        self.catalog = get_catalog(data_dir, goal_source, num_products, generated_products, seed)
+        if data_dir is not None:
+            catalog_files(Path(data_dir).expanduser(), goal_source)  # a bad folder fails here, not at the first reset
+        elif goal_source not in GOAL_SOURCES:
+            raise ValueError(f"unknown goal source {goal_source!r}; valid names: {list(GOAL_SOURCES)}")
+        self._catalog_args = (data_dir, goal_source, num_products, generated_products, seed)
         self.max_steps = max_steps
         self.show_attributes = show_attributes
         self.noun_tagger = noun_tagger
@@ -72,6 +79,12 @@ class WebShopEnv(TextEnv):
         self._task: Task | None = None
         self._session: ShopSession | None = None
         self._steps = 0
+
+    @cached_property
+    def catalog(self) -> Catalog:
+        """Loaded on first use: an env that only formats prompts and parses actions (the env pool's local one)
+        never loads the products."""
+        return get_catalog(*self._catalog_args)
 
     @property
     def current_task(self) -> Task | None:
@@ -89,6 +102,14 @@ class WebShopEnv(TextEnv):
             goal_index = int(task.task_id)
         except ValueError as error:
             raise ValueError(f"WebShop task_id must be a goal index, got {task.task_id!r}") from error
+        if task.data_fingerprint and task.data_fingerprint != self.catalog.fingerprint:
+            data_dir = self._catalog_args[0]
+            where = f"data_dir={data_dir}" if data_dir else "the generated catalog (no data_dir)"
+            raise ValueError(
+                f"WebShop task {goal_index} was prepared from catalog {task.data_fingerprint}, but this environment "
+                f"loads catalog {self.catalog.fingerprint} from {where}: give the environment the catalog of "
+                "prepare-data (env.env_kwargs.webshop.data_dir = its --data-dir, same seed)"
+            )
         if not 0 <= goal_index < len(self.catalog.goals):
             raise ValueError(f"goal index {goal_index} out of range: this catalog has {len(self.catalog.goals)}")
         self._task = task
