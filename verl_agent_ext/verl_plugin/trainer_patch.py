@@ -7,8 +7,8 @@
    iteration's metrics.
 2. `PPOTrainer.step`: the env/ and credit/ metrics over the whole step when it has several sub-steps.
 
-`step_metadata.install` applies them when verl imports the trainer module. They stay needed after the upstream
-change until the V1 trainer forwards extras itself.
+`step_metadata.install` applies them when verl imports the trainer module. After the upstream change (`upstream/`)
+verl fetches the `extra_fields` itself; the `step_entropy` column and the metrics stay (docs/verl_integration.md).
 """
 
 from __future__ import annotations
