@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from verl_agent_ext.credit.batch import (
+    NONFINITE_POLICIES,
     StepBatch,
     contiguous_ids,
     group_count,
@@ -29,7 +30,7 @@ from verl_agent_ext.credit.batch import (
     group_sum,
     trajectory_layout,
 )
-from verl_agent_ext.credit.config import _check_choice, _check_range, _get, _section
+from verl_agent_ext.credit.config import _check_choice, _check_range, _get, _section, check_types
 from verl_agent_ext.credit.episode import penalised_scores, relative_advantage
 from verl_agent_ext.credit.result import CreditResult
 
@@ -55,6 +56,8 @@ class IStarConfig:
     freeze_prm: True reproduces the released runs, whose PRM loss never reaches the weights (docs/istar.md).
     prm_lr / prm_weight_decay / prm_grad_clip: the PRM's AdamW (prm_lr None: the policy's learning rate).
     prm_model_path: verl only, the PRM's initial weights (None: the policy's actor_rollout_ref.model.path).
+    on_nonfinite: "raise" or "mask" for non-finite rewards, returns and PRM step rewards (default: algorithm.gigpo's;
+        see GiGPOConfig).
     """
 
     step_advantage_w: float = 1.0
@@ -68,8 +71,11 @@ class IStarConfig:
     prm_weight_decay: float = 0.0
     prm_grad_clip: float = 10.0
     prm_model_path: str | None = None
+    on_nonfinite: str = "raise"
 
     def __post_init__(self) -> None:
+        check_types(self, "istar")
+        _check_choice("istar.on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
         _check_choice("istar.step_baseline", self.step_baseline, STEP_BASELINES)
         _check_choice("istar.normalize", self.normalize, NORMALIZATIONS)
         _check_range("istar.beta", self.beta, 0.0, float("inf"))
@@ -94,7 +100,10 @@ def istar_config_from(config: Any = None) -> IStarConfig:
     gigpo = _get(config, "gigpo", None)
     penalty = _get(gigpo, "invalid_action_penalty", None) if gigpo is not None else None
     if penalty is not None:
-        options.setdefault("invalid_action_penalty", float(penalty))
+        options.setdefault("invalid_action_penalty", penalty)
+    on_nonfinite = _get(gigpo, "on_nonfinite", None) if gigpo is not None else None
+    if on_nonfinite is not None:
+        options.setdefault("on_nonfinite", on_nonfinite)
     return IStarConfig(**options)
 
 
