@@ -34,10 +34,10 @@ import torch
 from verl_agent_ext.agent.state_score_store import STATE_FILE, load_state, run_score_store, save_state
 from verl_agent_ext.credit.empg import STEP_ENTROPY_KEY
 from verl_agent_ext.credit.istar import istar_config_from
-from verl_agent_ext.local.advantages import ZERO_ADVANTAGE, compute_advantages, estimator_fn
+from verl_agent_ext.local.advantages import ZERO_ADVANTAGE, compute_advantages
 from verl_agent_ext.local.batch import StepRows, step_rows
 from verl_agent_ext.local.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from verl_agent_ext.local.config import LocalTrainConfig, actor_config, compose_verl_config
+from verl_agent_ext.local.config import LocalTrainConfig, actor_config, check_settings
 from verl_agent_ext.local.hf_server import HFServerManager
 from verl_agent_ext.local.loss import actor_loss, set_global_batch_info
 from verl_agent_ext.local.metrics import MetricsLog, plot_learning_curve, table_header, table_row
@@ -59,6 +59,7 @@ class LocalTrainer:
         self.config = config
         self.log = log
         self.progress = progress or _stderr_progress
+        self.verl_config = check_settings(config)  # fail fast: unknown estimator, bad `--set` or estimator setting
         # The agent loop is built outside a verl worker without the HF model_type; verl then warns once per
         # episode that it uses its default token builder (the right one for this chat template).
         logging.getLogger("verl.utils.tokenizer.continuous_token_wiring").setLevel(logging.ERROR)
@@ -70,8 +71,6 @@ class LocalTrainer:
         self.device = "cuda" if config.device == "auto" and torch.cuda.is_available() else config.device
         self.device = "cpu" if self.device == "auto" else self.device
 
-        estimator_fn(config.estimator)  # fail fast: unknown names raise listing the registered ones
-        self.verl_config = compose_verl_config(config)
         self.scores = run_score_store(config.estimator, self.verl_config.algorithm)  # 3SPO's state scores, else None
         self._scores_before: dict | None = None  # the table as of the last completed iteration, while one runs
         self.actor_config = actor_config(self.verl_config)
