@@ -30,6 +30,7 @@ class LocalTrainConfig:
     iterations: int = 4
     seed: int = 0
     resume: bool = True  # continue from out_dir/checkpoint when it exists
+    force_resume: bool = False  # resume even when the checkpoint's estimator / model / adapter / env differ
     save_every: int = 1  # iterations between checkpoints (the last one and an interrupt always save)
     device: str = "auto"  # "auto": cuda when available, else cpu
     num_threads: int = 0  # torch CPU threads (0: torch's default)

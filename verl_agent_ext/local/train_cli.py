@@ -18,7 +18,8 @@ from verl_agent_ext.local.config import LocalTrainConfig
 HELP = {
     "out_dir": "output folder: metrics.jsonl, learning_curve.png, checkpoint/",
     "iterations": "total iterations (a resumed run continues up to this number)",
-    "resume": "continue from OUT_DIR/checkpoint when it exists",
+    "resume": "continue from OUT_DIR/checkpoint when it exists (same estimator, model, adapter and environment)",
+    "force_resume": "resume even when the checkpoint was written with another estimator, model, adapter or environment",
     "model": "smollm2-135m (offline default), a local HF folder or a hub name",
     "lora_rank": "LoRA rank (0: train all weights)",
     "init_adapter": "start from this PEFT LoRA adapter folder (e.g. `warm-start` output); its rank replaces "

@@ -36,7 +36,7 @@ from verl_agent_ext.credit.empg import STEP_ENTROPY_KEY
 from verl_agent_ext.credit.istar import istar_config_from
 from verl_agent_ext.local.advantages import ZERO_ADVANTAGE, compute_advantages
 from verl_agent_ext.local.batch import StepRows, step_rows
-from verl_agent_ext.local.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
+from verl_agent_ext.local.checkpoint import check_resumable, find_checkpoint, load_checkpoint, save_checkpoint
 from verl_agent_ext.local.config import LocalTrainConfig, actor_config, check_settings
 from verl_agent_ext.local.hf_server import HFServerManager
 from verl_agent_ext.local.loss import actor_loss, set_global_batch_info
@@ -64,6 +64,9 @@ class LocalTrainer:
         # episode that it uses its default token builder (the right one for this chat template).
         logging.getLogger("verl.utils.tokenizer.continuous_token_wiring").setLevel(logging.ERROR)
         self.out_dir = Path(config.out_dir)
+        saved = find_checkpoint(self.out_dir / "checkpoint") if config.resume else None
+        if saved is not None:
+            check_resumable(saved, config)  # before loading anything: a different run is refused in a second
         self.out_dir.mkdir(parents=True, exist_ok=True)
         _seed_everything(config.seed)
         if config.num_threads > 0:
@@ -100,7 +103,6 @@ class LocalTrainer:
         self.iteration = 0  # completed iterations
         self._protected = False  # True from the optimizer step to the end of the iteration
         self._stop_requested = False
-        saved = find_checkpoint(self.out_dir / "checkpoint") if config.resume else None
         if saved is not None:
             self.iteration = load_checkpoint(saved, self.model, self.optimizer)
             if self.scores is not None and not load_state(self.scores, saved):
