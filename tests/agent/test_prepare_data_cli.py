@@ -77,3 +77,11 @@ def test_rows_of_one_task_type_solvable_within_a_step_budget(prepared, tmp_path,
 def test_webshop_refuses_alfworld_filters(tmp_path, capsys):
     assert main(["prepare-data", "--env", "webshop", "--out", str(tmp_path), "--solvable-within", "8"]) == 2
     assert "ALFWorld" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value", [("--train-size", "-1"), ("--val-size", "0")])
+def test_sizes_below_one_are_refused(tmp_path, capsys, flag, value):  # issue 25 finding 9
+    out = tmp_path / "data"
+    assert main(["prepare-data", "--env", "webshop", "--out", str(out), flag, value]) == 2
+    assert f"error: {flag} must be at least 1" in capsys.readouterr().err
+    assert not out.exists()

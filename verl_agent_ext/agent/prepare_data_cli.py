@@ -127,6 +127,9 @@ def webshop_tasks(args: argparse.Namespace) -> tuple[list, list, str]:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
+    for flag, value in (("--train-size", args.train_size), ("--val-size", args.val_size)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be at least 1 (or left out for every task), got {value}")
     writable_folder(args.out, "--out")
     if args.env != "alfworld" and (args.task_types or args.solvable_within):
         raise UserError("--task-types and --solvable-within select ALFWorld games; WebShop has neither")

@@ -19,6 +19,7 @@ from verl_agent_ext.credit.batch import CheckedBatch, checked_step_batch, refuse
 from verl_agent_ext.credit.config import empg_config_from, gigpo_config_from, scpo_config_from, sspo_config_from
 from verl_agent_ext.credit.empg import EMPG_METADATA_KEYS
 from verl_agent_ext.credit.istar import PRM_STEP_REWARD_KEY, istar_config_from
+from verl_agent_ext.semantic.models import check_cross_encoder
 
 SETTINGS_READERS: dict[str, Callable[[Any], Any]] = {
     "gigpo": gigpo_config_from,
@@ -40,7 +41,23 @@ def estimator_settings(name: str, algorithm: Any) -> Any:
     algorithm: verl's `algorithm` section (DictConfig, dict) or None. Raises ValueError on a bad setting.
     """
     read = SETTINGS_READERS.get(name)
-    return read(algorithm) if read is not None else None
+    settings = read(algorithm) if read is not None else None
+    for matcher, model in _matchers(settings):
+        if matcher == "cross_encoder":
+            check_cross_encoder(model)  # a random scoring head would match nothing: refuse before any rollout
+    return settings
+
+
+def _matchers(settings: Any) -> list[tuple[str, str | None]]:
+    """(matcher, model) pairs a settings object uses: SCPO's matcher and every GiGPO anchor similarity."""
+    found = []
+    for part in (settings, getattr(settings, "scpo", None)):
+        if hasattr(part, "matcher"):
+            found.append((part.matcher, part.model))
+    for part in (settings, getattr(settings, "gigpo", None), getattr(getattr(settings, "scpo", None), "gigpo", None)):
+        if hasattr(part, "similarity"):
+            found.append((part.similarity, part.model))
+    return found
 
 
 def nonfinite_policy(name: str, algorithm: Any) -> str:
