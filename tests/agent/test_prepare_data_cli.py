@@ -59,7 +59,8 @@ def test_verl_dataset_hands_the_task_to_the_agent_loop(alfworld_data, tokenizer)
 
 
 def test_unknown_val_split_is_refused(tmp_path, capsys):
-    assert main(["prepare-data", "--env", "alfworld", "--out", str(tmp_path), "--val-split", "valid_seen"]) == 2
+    assert main(["prepare-data", "--env", "alfworld", "--out", str(tmp_path / "d"), "--val-split", "valid_seen"]) == 2
+    assert not (tmp_path / "d").exists()  # a failed command leaves no empty --out behind
     assert "eval_out_of_distribution" in capsys.readouterr().err
 
 
