@@ -26,7 +26,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import numpy as np
 import torch
@@ -38,7 +37,7 @@ from verl_agent_ext.local.advantages import ZERO_ADVANTAGE, compute_advantages
 from verl_agent_ext.local.batch import StepRows, step_rows
 from verl_agent_ext.local.checkpoint import check_resumable, find_checkpoint, load_checkpoint, save_checkpoint
 from verl_agent_ext.local.config import LocalTrainConfig, actor_config, check_settings
-from verl_agent_ext.local.hf_server import HFServerManager
+from verl_agent_ext.local.hf_server import HFServerManager, request_stream_seed
 from verl_agent_ext.local.loss import actor_loss, set_global_batch_info
 from verl_agent_ext.local.metrics import MetricsLog, plot_learning_curve, table_header, table_row
 from verl_agent_ext.local.model import add_lora, load_adapter, load_policy
@@ -246,11 +245,11 @@ class LocalTrainer:
         capacity = self.config.groups_per_iter * self.config.group_size  # environments in the pool
         finished: list[bool] = []
 
-        async def play_one(task, uid: str):
+        async def play_one(task, uid: str, seed: int):
             loop = build_agent_loop(self.verl_config, self.server, self.tokenizer, env_pools=[self.env_pool])
             row = {"env_name": task.env, "task_id": task.task_id, "task_type": task.task_type, "split": task.split}
             try:
-                outputs = await loop.run(dict(sampling_params), **row)
+                outputs = await loop.run({**sampling_params, "seed": seed}, **row)
             finally:
                 # episodes still to send requests: the live ones, at most one per environment
                 self.server.target_batch_size = min(total - len(finished) - 1, capacity)
@@ -266,8 +265,17 @@ class LocalTrainer:
             return uid, outputs
 
         async def play_all():
-            groups = [(task, uuid4().hex) for task in tasks]
-            return await asyncio.gather(*(play_one(task, uid) for task, uid in groups for _ in range(group_size)))
+            # Ids and random streams follow from (seed, label, position), not from timing: each episode samples
+            # from its own stream (hf_server's seeded sampling), whichever episodes share a generation batch.
+            seed = self.config.seed
+            groups = [(task, f"{request_stream_seed((seed, label, i)):016x}") for i, task in enumerate(tasks)]
+            return await asyncio.gather(
+                *(
+                    play_one(task, uid, request_stream_seed((seed, label, i, k)))
+                    for i, (task, uid) in enumerate(groups)
+                    for k in range(group_size)
+                )
+            )
 
         self.tree_totals = {"forks": 0, "stops": 0, "replays": 0}
         self.server.target_batch_size = min(total, capacity)
