@@ -270,6 +270,10 @@ class HFServerManager:
         self.stats["batches"] += 1
         return outputs
 
+    def restart_streams(self) -> None:
+        """Forget how many requests each seed has made: the next ones sample as a fresh server's would."""
+        self._stream_counts.clear()
+
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> list[str]:
         """Copy `(name, tensor)` pairs into the model's parameters/buffers (names as in ``state_dict``).
 
