@@ -9,27 +9,16 @@ import random
 
 import numpy as np
 import torch
+from test_trainer_tiny_run import tiny_config
 
 from verl_agent_ext.envs.pool import EnvHandle
-from verl_agent_ext.local.config import LocalTrainConfig
 from verl_agent_ext.local.trainer import LocalTrainer
 
 COMPARED_COLUMNS = ("step_index", "anchor_obs", "action_text", "is_action_valid", "episode_success", "step_reward")
 
 
 def test_the_same_iteration_rolls_out_identically_under_different_timing(tmp_path, monkeypatch):
-    config = LocalTrainConfig(
-        out_dir=str(tmp_path),
-        groups_per_iter=1,
-        group_size=3,
-        max_steps=2,
-        response_length=8,
-        games_per_type=1,
-        resume=False,
-        num_threads=2,
-        estimator="gigpo",
-        temperature=1.0,
-    )
+    config = tiny_config(tmp_path, groups_per_iter=1, group_size=3, response_length=8, estimator="gigpo")
     trainer = LocalTrainer(config, log=lambda line: None, progress=lambda line: None)
     step = EnvHandle.step
     delays = random.Random(1)

@@ -8,45 +8,38 @@ path train-local and credit-eval use (verl's registry for grpo, the plugin's `co
 import numpy as np
 import pytest
 import torch
+from credit_strategies import OBSERVATIONS, step_batches
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
+from verl_agent_ext.credit.batch import STEP_BATCH_FIELDS
 from verl_agent_ext.local.advantages import compute_advantages
 from verl_agent_ext.local.batch import StepRows
 
 ESTIMATORS = ("grpo", "gigpo", "scpo", "sspo", "empg", "istar")
 RESPONSE_LEN = 3
 BAD_VALUES = (float("nan"), float("inf"), -float("inf"), None)
-OBSERVATIONS = ("You are in the middle of a room.", "The fridge 1 is closed.", "Nothing happens.", "")
-ACTIONS = ("go to fridge 1", "open fridge 1", "look")
+
+
+def _python(value):
+    return value.item() if isinstance(value, np.generic) else value
 
 
 @st.composite
 def faulty_batches(draw):
-    """(StepRows, what was injected): a random batch with zero or more faults."""
+    """(StepRows, what was injected): a random batch (`credit_strategies.step_batches`) with zero or more faults."""
     rows = []
-    for g in range(draw(st.integers(0, 3))):
-        for t in range(draw(st.integers(1, 3))):
-            length = draw(st.integers(1, 4))
-            won = draw(st.booleans())
-            for step in range(length):
-                rows.append(
-                    dict(
-                        uid=f"g{g}",
-                        traj_uid=f"g{g}-t{t}",
-                        step_index=step,
-                        step_reward=10.0 if won and step == length - 1 else 0.0,
-                        is_action_valid=draw(st.booleans()) or draw(st.booleans()),
-                        episode_success=won,
-                        anchor_obs=draw(st.sampled_from(OBSERVATIONS)),
-                        action_text=draw(st.sampled_from(ACTIONS)),
-                        next_anchor_obs=draw(st.sampled_from(OBSERVATIONS)),
-                        step_entropy=draw(st.floats(0.0, 3.0)),
-                        prm_step_reward=draw(st.floats(-1.0, 1.0)),
-                        episode_return=10.0 if won else 0.0,
-                    )
-                )
+    if draw(st.integers(0, 9)):  # one batch in ten is empty
+        batch = draw(step_batches(max_trajectories=3, max_steps=4))
+        for i in range(len(batch)):
+            row = {key: _python(getattr(batch, key)[i]) for key in STEP_BATCH_FIELDS}
+            row.update(
+                next_anchor_obs=draw(st.sampled_from(OBSERVATIONS)),
+                step_entropy=draw(st.floats(0.0, 3.0)),
+                prm_step_reward=draw(st.floats(-1.0, 1.0)),
+            )
+            rows.append(row)
     faults = set()
     if rows:
         for fault in draw(st.sets(st.sampled_from(["reward", "return", "entropy", "prm", "collision"]), max_size=2)):
@@ -66,8 +59,6 @@ def faulty_batches(draw):
             else:
                 continue
             faults.add(fault)
-    order = draw(st.permutations(range(len(rows))))
-    rows = [rows[i] for i in order]
     n = len(rows)
     integer_rewards = draw(st.booleans()) and not faults & {"return"}
     rewards = torch.zeros((n, RESPONSE_LEN), dtype=torch.int64 if integer_rewards else torch.float32)
