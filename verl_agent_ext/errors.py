@@ -74,3 +74,16 @@ def existing_folder(path: str | os.PathLike, option: str) -> Path:
         what = "is not a folder" if folder.exists() else "does not exist"
         raise UserError(f"{option} {folder} {what}")
     return folder
+
+
+@contextmanager
+def removed_if_left_empty(path: str | os.PathLike) -> Iterator[None]:
+    """Remove folder `path` when the block fails and leaves it empty, if it did not exist before the block."""
+    folder = Path(path).expanduser()
+    existed = folder.exists()
+    try:
+        yield
+    except BaseException:
+        if not existed and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+        raise

@@ -59,7 +59,8 @@ def test_verl_dataset_hands_the_task_to_the_agent_loop(alfworld_data, tokenizer)
 
 
 def test_unknown_val_split_is_refused(tmp_path, capsys):
-    assert main(["prepare-data", "--env", "alfworld", "--out", str(tmp_path), "--val-split", "valid_seen"]) == 2
+    assert main(["prepare-data", "--env", "alfworld", "--out", str(tmp_path / "d"), "--val-split", "valid_seen"]) == 2
+    assert not (tmp_path / "d").exists()  # a failed command leaves no empty --out behind
     assert "eval_out_of_distribution" in capsys.readouterr().err
 
 
@@ -77,3 +78,11 @@ def test_rows_of_one_task_type_solvable_within_a_step_budget(prepared, tmp_path,
 def test_webshop_refuses_alfworld_filters(tmp_path, capsys):
     assert main(["prepare-data", "--env", "webshop", "--out", str(tmp_path), "--solvable-within", "8"]) == 2
     assert "ALFWorld" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, value", [("--train-size", "-1"), ("--val-size", "0")])
+def test_sizes_below_one_are_refused(tmp_path, capsys, flag, value):  # issue 25 finding 9
+    out = tmp_path / "data"
+    assert main(["prepare-data", "--env", "webshop", "--out", str(out), flag, value]) == 2
+    assert f"error: {flag} must be at least 1" in capsys.readouterr().err
+    assert not out.exists()

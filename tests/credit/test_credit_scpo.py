@@ -235,3 +235,42 @@ def test_alpha_scale_success_return_is_a_fraction_of_a_success():
     np.testing.assert_allclose(scaled.advantage * 10, relative.advantage, atol=1e-5)
     with pytest.raises(ValueError, match="alpha_scale"):
         SCPOConfig(alpha_scale="episode")
+
+
+def step_cost_batch(success_return: float, failure_return: float) -> StepBatch:
+    """hand_batch with step costs: every step costs 1, so the success s returns `success_return`."""
+    return StepBatch.from_columns(
+        uid=["g"] * 6,
+        traj_uid=["s", "s", "s", "f", "f", "f"],
+        step_index=[0, 1, 2, 0, 1, 2],
+        step_reward=[-1, -1, success_return + 2, -1, -1, failure_return + 2],
+        episode_success=[True] * 3 + [False] * 3,
+        anchor_obs=["o0", "o1", "o2", "o0", "o3", "o4"],
+        action_text=["A", "B", "C", "A", "X", "B"],
+    )
+
+
+@pytest.mark.parametrize(
+    "success_return, failure_return, unit", [(-2.0, -3.0, 1.0), (5.0, -3.0, 8.0), (10.0, 0.0, 10.0)]
+)
+def test_alpha_unit_is_the_success_height_and_credit_agrees_with_its_metrics(success_return, failure_return, unit):
+    """Finding 5: with step costs (non-positive success returns) credit used to be multiplied by 0 while the
+    diagnostics reported it; alpha's unit is now the success's height above min(0, lowest return)."""
+    batch = step_cost_batch(success_return, failure_return)
+    scpo_config = config(alpha=1.0, alpha_scale="success_return")
+    result = compute_scpo(batch, scpo_config, TableMatcher({}))
+    gigpo = compute_gigpo(batch, GiGPOConfig(gamma=1.0))
+    np.testing.assert_allclose(result.step_return - gigpo.step_return, unit * result.credit)
+    credited = result.credit > 0
+    assert credited.sum() == 2
+    assert result.diagnostics["scpo/mean_credit"] == pytest.approx(result.credit[credited].mean())
+    assert not np.allclose(result.advantage, gigpo.advantage)
+
+
+def test_a_success_no_higher_than_the_floor_gives_no_credit_and_says_so():
+    batch = step_cost_batch(-3.0, -3.0)  # the success returns no more than the failure: u = 0
+    result = compute_scpo(batch, config(alpha=1.0, alpha_scale="success_return"), TableMatcher({}))
+    np.testing.assert_allclose(result.advantage, compute_gigpo(batch, GiGPOConfig(gamma=1.0)).advantage)
+    assert (result.credit == 0).all()
+    assert result.diagnostics["scpo/mean_credit"] == 0.0
+    assert result.diagnostics["scpo/credited_failed_step_share"] == 0.0

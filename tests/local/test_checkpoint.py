@@ -103,3 +103,52 @@ def test_interrupt_between_the_renames_keeps_a_complete_checkpoint(tmp_path, mon
 
 def test_no_checkpoint_is_none(tmp_path):
     assert find_checkpoint(tmp_path / "checkpoint") is None
+
+
+def _saved_run(tmp_path: Path, **settings) -> Path:
+    from verl_agent_ext.local.config import LocalTrainConfig
+
+    model, optimizer = _model_and_optimizer(0)
+    save_checkpoint(tmp_path / "checkpoint", model, optimizer, 2, LocalTrainConfig(**settings))
+    return tmp_path / "checkpoint"
+
+
+@pytest.mark.parametrize("change", [{"estimator": "gigpo"}, {"lora_rank": 4}, {"model": "other"}, {"env": "webshop"}])
+def test_resume_refuses_a_different_run_unless_forced(tmp_path, change):  # issue 25 finding 6
+    from verl_agent_ext.local.checkpoint import check_resumable
+    from verl_agent_ext.local.config import LocalTrainConfig
+
+    saved = _saved_run(tmp_path, estimator="scpo")
+    check_resumable(saved, LocalTrainConfig(estimator="scpo", iterations=9))  # more iterations: same run
+    key = next(iter(change))
+    with pytest.raises(ValueError, match=rf"holds a different run: {key}=.*--no-resume.*--force-resume"):
+        check_resumable(saved, LocalTrainConfig(**{"estimator": "scpo", **change}))
+    check_resumable(saved, LocalTrainConfig(**{"estimator": "scpo", **change}, force_resume=True))
+
+
+def test_corrupt_state_files_are_named(tmp_path):  # issue 25 finding 6
+    from verl_agent_ext.local.checkpoint import check_resumable
+    from verl_agent_ext.local.config import LocalTrainConfig
+    from verl_agent_ext.local.metrics import MetricsLog
+
+    saved = _saved_run(tmp_path)
+    state = saved / "state.pt"
+    state.write_bytes(state.read_bytes()[:100])
+    model, optimizer = _model_and_optimizer(1)
+    with pytest.raises(ValueError, match=r"state.pt is not a readable checkpoint.*--no-resume"):
+        load_checkpoint(saved, model, optimizer)
+    (saved / "config.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"config.json is not readable"):
+        check_resumable(saved, LocalTrainConfig())
+    (tmp_path / "metrics.jsonl").write_text('{"iteration": 1}\n{"iteration": 2\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl line 2 is not JSON"):
+        MetricsLog(tmp_path / "metrics.jsonl").read()
+
+
+def test_an_adapter_of_another_shape_is_a_clear_error(tmp_path):  # issue 25 finding 6
+    saved = _saved_run(tmp_path)
+    torch.manual_seed(0)
+    other = torch.nn.Sequential(torch.nn.Linear(4, 5), torch.nn.Linear(5, 2))
+    optimizer = torch.optim.AdamW(other.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"does not fit this model: 0.bias is \(3,\), the model's \(5,\)"):
+        load_checkpoint(saved, other, optimizer)

@@ -79,3 +79,33 @@ def test_garbage_tokens_produce_unlikely_text(model_and_tokenizer):
     server.close()
     assert len(output.token_ids) >= 1
     assert sum(output.log_probs) / len(output.log_probs) < -5.0  # far from what the model would say
+
+
+def test_seeded_requests_sample_the_same_tokens_whatever_shares_their_batch(model_and_tokenizer):
+    """Issue 25 finding 10: a request's tokens depend on its seed, not on its batch companions or their order."""
+    model, tokenizer = model_and_tokenizer
+    ids = prompts(tokenizer)
+
+    def run(order, batch_size):
+        server = HFServerManager(
+            model, tokenizer, response_length=12, max_batch_size=batch_size, target_batch_size=len(order)
+        )
+        params = {"temperature": 1.0, "top_p": 0.9, "top_k": 50}
+
+        async def all_requests():
+            return await asyncio.gather(
+                *(
+                    server.generate(f"r{i}", prompt_ids=ids[i], sampling_params={**params, "seed": 100 + i})
+                    for i in order
+                )
+            )
+
+        outputs = asyncio.run(all_requests())
+        server.close()
+        return {i: output.token_ids for i, output in zip(order, outputs, strict=True)}
+
+    together = run([0, 1, 2], 3)
+    torch.manual_seed(123)  # the global generator plays no part
+    assert run([2, 0, 1], 3) == together
+    assert run([1], 1)[1] == together[1]
+    assert len({tuple(tokens) for tokens in together.values()}) == 3

@@ -5,6 +5,7 @@ from difflib import SequenceMatcher
 import numpy as np
 import pytest
 
+from verl_agent_ext.credit.contract import estimator_settings
 from verl_agent_ext.semantic import (
     CrossEncoderMatcher,
     DifflibMatcher,
@@ -88,10 +89,39 @@ def test_model_loads_once_per_process():
     assert resolve_model("all-MiniLM-L6-v2") == resolve_model(None)
 
 
-def test_cross_encoder_is_real_and_deduplicates_pairs():
-    # No reranker can be downloaded here: a real CrossEncoder built from the MiniLM weights with a fresh
-    # one-label head exercises the same code path (tokenising pairs, batching, sigmoid) as BGE-reranker.
-    matcher = CrossEncoderMatcher()
+@pytest.fixture(scope="module")
+def reranker_folder(tmp_path_factory):
+    """No reranker can be downloaded here: a real CrossEncoder built from the MiniLM weights with a one-label
+    head, saved as a classification checkpoint, exercises the same code path (tokenising pairs, batching,
+    sigmoid) as BGE-reranker. Its head is untrained: the scores are plumbing, not similarity."""
+    from sentence_transformers import CrossEncoder
+
+    folder = tmp_path_factory.mktemp("reranker")
+    CrossEncoder(resolve_model(None), num_labels=1).save_pretrained(str(folder))
+    return str(folder)
+
+
+def test_cross_encoder_refuses_a_checkpoint_without_a_scoring_head():  # issue 25 finding 8
+    with pytest.raises(ValueError, match=r"needs a reranker with a trained scoring head.*BertModel"):
+        CrossEncoderMatcher().similarity(["a"], ["b"])
+    with pytest.raises(ValueError, match=r"needs a reranker with a trained scoring head"):
+        estimator_settings("scpo", {"scpo": {"matcher": "cross_encoder"}})
+
+
+def test_cross_encoder_bounds_long_texts(reranker_folder):  # issue 25 finding 8
+    import time
+
+    matcher = CrossEncoderMatcher(reranker_folder)
+    long = "You see a drawer 1. " * 5000  # 100k characters: the tokenizer alone took minutes and GBs
+    start = time.perf_counter()
+    scores = matcher.similarity([long + "a", long + "b"], [long + "c"])
+    assert scores.shape == (2, 1) and np.isfinite(scores).all()
+    assert time.perf_counter() - start < 20
+    assert matcher.model.max_seq_length == 512
+
+
+def test_cross_encoder_is_real_and_deduplicates_pairs(reranker_folder):
+    matcher = CrossEncoderMatcher(reranker_folder)
     scores = matcher.similarity(["go to fridge 1", "go to fridge 1"], ["open drawer 3", "go to fridge 1"])
     assert scores.shape == (2, 2) and np.all((scores > 0) & (scores < 1))
     np.testing.assert_array_equal(scores[0], scores[1])

@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 
 from verl_agent_ext.agent import AGENT_LOOP_NAME
-from verl_agent_ext.errors import UserError, user_input_errors, writable_folder
+from verl_agent_ext.errors import UserError, removed_if_left_empty, user_input_errors, writable_folder
 
 ENVS = ("alfworld", "webshop")
 ALFWORLD_VAL_SPLITS = ("eval_out_of_distribution", "eval_in_distribution")
@@ -133,11 +133,15 @@ def webshop_tasks(args: argparse.Namespace) -> tuple[list, list, str]:
 def run(args: argparse.Namespace) -> int:
     import pandas as pd
 
-    writable_folder(args.out, "--out")
+    for flag, value in (("--train-size", args.train_size), ("--val-size", args.val_size)):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be at least 1 (or left out for every task), got {value}")
     if args.env != "alfworld" and (args.task_types or args.solvable_within):
         raise UserError("--task-types and --solvable-within select ALFWorld games; WebShop has neither")
-    with user_input_errors():  # unknown split, missing catalog or ALFWorld data
-        train, val, source = alfworld_tasks(args) if args.env == "alfworld" else webshop_tasks(args)
+    with removed_if_left_empty(args.out):
+        writable_folder(args.out, "--out")
+        with user_input_errors():  # unknown split, missing catalog or ALFWorld data
+            train, val, source = alfworld_tasks(args) if args.env == "alfworld" else webshop_tasks(args)
     train, val = train[: args.train_size], val[: args.val_size]
     for name, tasks, validation in (("train", train, False), ("val", val, True)):
         path = args.out / f"{name}.parquet"

@@ -6,6 +6,7 @@ groups are found by label, the time order inside a trajectory comes from `step_i
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -62,24 +63,28 @@ class StepBatch:
         episode_return > 0; empty observation / action texts.
         """
         n = len(uid)
-        uid_arr = np.asarray(uid, dtype=object)
+        rewards = float_column("step_reward", step_reward)
         traj_arr = np.asarray(traj_uid, dtype=object)
-        rewards = np.asarray(step_reward, dtype=np.float64)
         if episode_return is None:
             traj_ids = contiguous_ids(traj_arr)
             episode_return = group_sum(rewards, traj_ids)[traj_ids]
-        returns = np.asarray(episode_return, dtype=np.float64)
-        return cls(
-            uid=uid_arr,
+        returns = float_column("episode_return", episode_return)
+        batch = cls(
+            uid=np.asarray(uid, dtype=object),
             traj_uid=traj_arr,
-            step_index=np.asarray(step_index, dtype=np.int64),
+            step_index=step_index_column(step_index),
             step_reward=rewards,
-            is_action_valid=np.ones(n, dtype=bool) if is_action_valid is None else np.asarray(is_action_valid, bool),
+            is_action_valid=np.ones(n, dtype=bool)
+            if is_action_valid is None
+            else bool_column("is_action_valid", is_action_valid),
             episode_return=returns,
-            episode_success=returns > 0 if episode_success is None else np.asarray(episode_success, dtype=bool),
+            episode_success=returns > 0 if episode_success is None else bool_column("episode_success", episode_success),
             anchor_obs=_text_column(anchor_obs, n),
             action_text=_text_column(action_text, n),
         )
+        check_structure(batch)
+        refuse_nonfinite(batch, {"step_reward": batch.step_reward, "episode_return": batch.episode_return})
+        return batch
 
     def take(self, rows: np.ndarray) -> StepBatch:
         """The batch restricted to / reordered by `rows` (int indices, shape (k,))."""
@@ -101,12 +106,72 @@ REQUIRED_METADATA_KEYS = (
 )
 
 
+NONFINITE_POLICIES = ("raise", "mask")
+"""What the estimators do with a trajectory whose reward, return or per-step input is NaN, inf or None: refuse the
+batch (`raise`, the default) or give that trajectory's rows advantage 0 and count them (`mask`)."""
+
+TRUE_WORDS = frozenset({"true", "1", "yes"})
+FALSE_WORDS = frozenset({"false", "0", "no"})
+
+
 def step_batch_from_metadata(metadata: Mapping[str, np.ndarray], episode_return: np.ndarray) -> StepBatch:
-    """Build a StepBatch from the estimator contract's `non_tensor_batch` keys.
+    """Build a StepBatch from the estimator contract's `non_tensor_batch` keys, checked (`checked_step_batch`).
 
     `episode_return` (shape (n,)) is the per-row episode return (verl: `token_level_rewards.sum(-1)`).
-    Raises ValueError naming every missing key.
+    Raises ValueError naming every missing key, and on any non-finite reward or return.
     """
+    return checked_step_batch(metadata, episode_return).batch
+
+
+@dataclass(frozen=True)
+class CheckedBatch:
+    """The rows an estimator may use, after the contract check of `checked_step_batch`.
+
+    batch: the kept rows (all rows unless trajectories were masked); metadata: every (n,) column of the input
+    restricted to the kept rows; rows: their indices (k,) in the input; size: the input's row count n;
+    masked_trajectories: traj_uids left out (their rows get advantage 0).
+    """
+
+    batch: StepBatch
+    metadata: dict[str, np.ndarray]
+    rows: np.ndarray
+    size: int
+    masked_trajectories: tuple = ()
+
+    def scatter(self, values: np.ndarray) -> np.ndarray:
+        """Per kept row values (k,) -> (n,) float64 in the input's row order, 0 on masked rows."""
+        out = np.zeros(self.size)
+        out[self.rows] = values
+        return out
+
+    def diagnostics(self, prefix: str) -> dict[str, float]:
+        """How many trajectories and rows were masked (0 when none)."""
+        return {
+            f"{prefix}/masked_trajectories": float(len(self.masked_trajectories)),
+            f"{prefix}/masked_rows": float(self.size - len(self.rows)),
+        }
+
+
+def checked_step_batch(
+    metadata: Mapping[str, np.ndarray],
+    episode_return: np.ndarray,
+    *,
+    float_keys: tuple[str, ...] = (),
+    active: np.ndarray | None = None,
+    on_nonfinite: str = "raise",
+    estimator: str = "step-level credit",
+) -> CheckedBatch:
+    """The contract check at the entry of every step-level estimator: one StepBatch, or a one-line ValueError.
+
+    metadata: `non_tensor_batch` with REQUIRED_METADATA_KEYS, each (n,); episode_return: (n,) per-row return.
+    float_keys: further per-row numeric keys the estimator reads (step_entropy, prm_step_reward), checked for
+    non-finite values on `active` rows ((n,) bool, default all). Flags are parsed strictly ("False" is false),
+    step_index must be a non-negative integer, a traj_uid belongs to one uid, texts become valid UTF-8.
+    Non-finite (NaN, inf, None) rewards, returns or float_keys values: `on_nonfinite="raise"` refuses the batch
+    naming the key, the row count and the first trajectories; "mask" drops those trajectories (with their
+    branches `<traj_uid>/...`) from the batch, for the caller to give them advantage 0 (`CheckedBatch.scatter`).
+    """
+    _check_choice_of(f"{estimator}.on_nonfinite", on_nonfinite, NONFINITE_POLICIES)
     missing = [key for key in REQUIRED_METADATA_KEYS if key not in metadata]
     if missing:
         raise ValueError(
@@ -116,27 +181,181 @@ def step_batch_from_metadata(metadata: Mapping[str, np.ndarray], episode_return:
             "see docs/credit.md."
         )
     n = len(episode_return)
-    wrong = {key: len(metadata[key]) for key in REQUIRED_METADATA_KEYS if len(metadata[key]) != n}
+    wrong = {key: len(metadata[key]) for key in (*REQUIRED_METADATA_KEYS, *float_keys) if key in metadata}
+    wrong = {key: length for key, length in wrong.items() if length != n}
     if wrong:
         raise ValueError(f"non_tensor_batch columns must have one entry per row ({n}), got lengths {wrong}")
-    return StepBatch(
+    batch = StepBatch(
         uid=np.asarray(metadata["uid"], dtype=object),
         traj_uid=np.asarray(metadata["traj_uid"], dtype=object),
-        step_index=np.asarray(metadata["step_index"], dtype=np.int64),
-        step_reward=np.asarray(metadata["step_reward"], dtype=np.float64),
-        is_action_valid=np.asarray(metadata["is_action_valid"], dtype=bool),
-        episode_return=np.asarray(episode_return, dtype=np.float64),
-        episode_success=np.asarray(metadata["episode_success"], dtype=bool),
+        step_index=step_index_column(metadata["step_index"]),
+        step_reward=float_column("step_reward", metadata["step_reward"]),
+        is_action_valid=bool_column("is_action_valid", metadata["is_action_valid"]),
+        episode_return=float_column("episode_return (token_level_rewards summed)", episode_return),
+        episode_success=bool_column("episode_success", metadata["episode_success"]),
         anchor_obs=_text_column(metadata["anchor_obs"], n),
         action_text=_text_column(metadata["action_text"], n),
     )
+    check_structure(batch)
+    active = np.ones(n, dtype=bool) if active is None else np.asarray(active, dtype=bool)
+    columns = {"step_reward": batch.step_reward, "episode_return (token_level_rewards summed)": batch.episode_return}
+    for key in float_keys:
+        if key in metadata:
+            columns[key] = np.where(active, float_column(key, metadata[key]), 0.0)
+    if on_nonfinite == "raise":
+        refuse_nonfinite(batch, columns, estimator)
+        bad = np.zeros(n, dtype=bool)
+    else:
+        bad = _nonfinite_rows(columns)
+    masked = _trajectory_family(batch.traj_uid, bad)
+    rows = np.flatnonzero(~masked)
+    if not masked.any():
+        return CheckedBatch(batch, dict(metadata), rows, n)
+    kept = {key: _rows_of(value, rows, n) for key, value in metadata.items()}
+    masked_ids = tuple(dict.fromkeys(batch.traj_uid[masked].tolist()))
+    return CheckedBatch(batch.take(rows), kept, rows, n, masked_ids)
+
+
+def _rows_of(column: object, rows: np.ndarray, n: int) -> object:
+    """A per-row column (n,) restricted to `rows`; anything else as it is."""
+    if isinstance(column, np.ndarray | list | tuple) and len(column) == n:
+        return np.asarray(column, dtype=object if isinstance(column, list | tuple) else None)[rows]
+    return column
+
+
+def check_structure(batch: StepBatch) -> None:
+    """A traj_uid belongs to one uid; raises ValueError naming the first offending trajectories."""
+    if len(batch) == 0:
+        return
+    traj = contiguous_ids(batch.traj_uid)
+    group = contiguous_ids(batch.uid)
+    low = np.full(traj.max() + 1, np.iinfo(np.int64).max)
+    high = np.full(traj.max() + 1, -1)
+    np.minimum.at(low, traj, group)
+    np.maximum.at(high, traj, group)
+    shared = np.flatnonzero(low != high)
+    if len(shared):
+        names = [str(batch.traj_uid[group_first_row(traj)[t]]) for t in shared[:5]]
+        raise ValueError(
+            f"traj_uid must belong to one uid (group): {len(shared)} trajectories appear under several uids, "
+            f"first {names}; give every rollout a batch-unique traj_uid"
+        )
+
+
+def refuse_nonfinite(batch: StepBatch, columns: Mapping[str, np.ndarray], estimator: str = "") -> None:
+    """ValueError on the first column (n,) with NaN/inf/None: the key, the row count, the first trajectories."""
+    for key, values in columns.items():
+        refuse_nonfinite_labels(estimator, key, values, batch.traj_uid)
+
+
+def refuse_nonfinite_labels(
+    estimator: str, key: str, values: np.ndarray, labels: np.ndarray | None = None, maskable: bool = True
+) -> None:
+    """ValueError when `values` (n,) has NaN/inf, naming `key`, the row count and the first `labels` (n,)."""
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    rows = np.flatnonzero(bad)
+    names = list(
+        dict.fromkeys(str(name) for name in (np.asarray(labels, dtype=object)[rows] if labels is not None else rows))
+    )
+    who = f"adv_estimator={estimator}: " if estimator else ""
+    remedy = (
+        f", or set algorithm.{estimator or '<estimator>'}.on_nonfinite=mask to give those trajectories advantage 0"
+        if maskable
+        else ""
+    )
+    raise ValueError(
+        f"{who}{key} is NaN, inf or None on {len(rows)} of {len(values)} rows (trajectories "
+        f"{names[:5]}{' ...' if len(names) > 5 else ''}); fix their source{remedy}"
+    )
+
+
+def _nonfinite_rows(columns: Mapping[str, np.ndarray]) -> np.ndarray:
+    bad = np.zeros(len(next(iter(columns.values()))), dtype=bool)
+    for values in columns.values():
+        bad |= ~np.isfinite(values)
+    return bad
+
+
+def _trajectory_family(traj_uid: np.ndarray, bad: np.ndarray) -> np.ndarray:
+    """Rows (n,) bool of every trajectory with a bad row, and of the branches `<traj_uid>/...` forked from it."""
+    if not bad.any():
+        return bad
+    names = {str(name) for name in traj_uid[bad]}
+    prefixes = tuple(f"{name}/" for name in names)
+    return np.fromiter(
+        (str(name) in names or str(name).startswith(prefixes) for name in traj_uid), dtype=bool, count=len(bad)
+    )
+
+
+def float_column(key: str, values: Sequence) -> np.ndarray:
+    """(n,) float64: numbers as they are, None as NaN (refused or masked later); text or other objects raise."""
+    array = np.asarray(values)
+    if array.dtype.kind in "biuf":
+        return array.astype(np.float64).reshape(-1)
+    if array.dtype.kind == "O":
+        out = np.empty(len(array))
+        for i, value in enumerate(array.reshape(-1)):
+            if value is None:
+                out[i] = np.nan
+            elif isinstance(value, numbers.Real) and not isinstance(value, str):
+                out[i] = float(value)
+            else:
+                raise ValueError(f"{key} must hold numbers, got {value!r} ({type(value).__name__}) at row {i}")
+        return out
+    raise ValueError(f"{key} must hold numbers, got an array of {array.dtype} (e.g. {array.reshape(-1)[:1].tolist()})")
+
+
+def bool_column(key: str, values: Sequence) -> np.ndarray:
+    """(n,) bool, parsed strictly: bools, 0/1, and the strings true/false/1/0/yes/no (any case); others raise."""
+    array = np.asarray(values)
+    if array.dtype == bool:
+        return array.reshape(-1)
+    return np.fromiter((strict_bool(key, value, row) for row, value in enumerate(array.reshape(-1))), bool, array.size)
+
+
+def strict_bool(key: str, value: object, row: int | None = None) -> bool:
+    """One flag parsed strictly (see `bool_column`); a ValueError names the key (and row)."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, numbers.Integral) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in TRUE_WORDS | FALSE_WORDS:
+        return value.strip().lower() in TRUE_WORDS
+    where = f" at row {row}" if row is not None else ""
+    raise ValueError(f"{key} must be a boolean (true/false), got {value!r}{where}")
+
+
+def step_index_column(values: Sequence) -> np.ndarray:
+    """(n,) int64 step indices: integers (or integral floats) >= 0; others raise naming the first bad row."""
+    array = float_column("step_index", values) if np.asarray(values).dtype.kind not in "iu" else np.asarray(values)
+    array = array.reshape(-1)
+    bad = ~np.isfinite(array) | (array < 0) | (array != np.round(array)) if array.dtype.kind == "f" else array < 0
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"step_index must be an integer >= 0 on every row, got {array[row].item()!r} at row {row}")
+    return array.astype(np.int64)
+
+
+def _check_choice_of(name: str, value: object, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise ValueError(f"{name}={value!r} is not a valid option; valid: {list(valid)}")
 
 
 def _text_column(texts: Sequence[str] | None, n: int) -> np.ndarray:
-    """An object array of n Python strings (None -> "")."""
+    """An object array of n Python strings (None -> ""); lone surrogates become U+FFFD (valid UTF-8)."""
     if texts is None:
         return np.full(n, "", dtype=object)
-    return np.asarray(["" if text is None else str(text) for text in texts], dtype=object)
+    return np.asarray(["" if text is None else _valid_utf8(str(text)) for text in texts], dtype=object)
+
+
+def _valid_utf8(text: str) -> str:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -227,6 +446,12 @@ def trajectory_ids(batch: StepBatch) -> TrajectoryIds:
     traj = contiguous_ids(batch.traj_uid)
     position, traj_length = trajectory_layout(traj, batch.step_index)
     return TrajectoryIds(contiguous_ids(batch.uid), traj, position, traj_length)
+
+
+def safe_divide(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    """numerator / denominator, 0 where the denominator is 0 (a centred value over a zero spread: all equal)."""
+    zero = denominator == 0
+    return np.where(zero, 0.0, numerator) / np.where(zero, 1.0, denominator)
 
 
 def discounted_returns(rewards: np.ndarray, traj_ids: np.ndarray, position: np.ndarray, gamma: float) -> np.ndarray:

@@ -6,9 +6,14 @@ Unknown keys and unknown option values raise a ValueError listing the valid ones
 
 from __future__ import annotations
 
+import math
+import numbers
+import typing
 from dataclasses import dataclass, field, fields, replace
+from functools import cache
 from typing import Any
 
+from verl_agent_ext.credit.batch import NONFINITE_POLICIES, strict_bool
 from verl_agent_ext.semantic.encoder import SEGMENTS
 from verl_agent_ext.semantic.models import resolve_device
 from verl_agent_ext.semantic.onnx_runtime import BACKENDS
@@ -43,6 +48,9 @@ class GiGPOConfig:
     device: where learned matchers run (gigpo's and scpo's): "cpu" (default), "cuda", "cuda:<i>", or "auto".
         verl runs the estimator in its driver actor (TaskRunner), which Ray gives no GPU; see docs/credit.md.
     threads: CPU threads of learned matchers (None: the process's torch setting, 1 in verl's driver actor).
+    on_nonfinite: a trajectory with a NaN / inf / None reward or return: "raise" (refuse the batch) or "mask"
+        (its rows get advantage 0, counted in `<estimator>/masked_trajectories`). SCPO and 3SPO read it from
+        `algorithm.gigpo` unless their own section sets it.
     """
 
     gamma: float = 0.95
@@ -56,8 +64,11 @@ class GiGPOConfig:
     model: str | None = None
     device: str = "cpu"
     threads: int | None = None
+    on_nonfinite: str = "raise"
 
     def __post_init__(self) -> None:
+        check_types(self, "gigpo")
+        _check_choice("gigpo.on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
         resolve_device(self.device)  # raises on an unknown device, listing the valid ones
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ValueError(f"gigpo.threads={self.threads!r} must be a positive integer or None")
@@ -108,6 +119,7 @@ class SCPOConfig:
     gigpo: GiGPOConfig = field(default_factory=GiGPOConfig)
 
     def __post_init__(self) -> None:
+        check_types(self, "scpo")
         _check_choice("scpo.reference", self.reference, SCPO_REFERENCES)
         _check_choice("scpo.step_text", self.step_text, SCPO_STEP_TEXTS)
         _check_choice("scpo.matcher", self.matcher, SCPO_MATCHERS)
@@ -134,7 +146,7 @@ def gigpo_config_from(config: Any = None) -> GiGPOConfig:
     options = _section(config, "gigpo", GIGPO_KEYS)
     gamma = _get(config, "gamma", None)
     if gamma is not None:
-        options["gamma"] = float(gamma)
+        options["gamma"] = gamma
     return GiGPOConfig(**options)
 
 
@@ -166,6 +178,7 @@ class EMPGConfig:
     zeta: weight of the future-clarity bonus (advantage units).
     epsilon: in the min-max normalisation of H and the mean of g (the authors' pseudocode: 1e-8).
     norm_by_std: base=grpo divides by the group std (verl's `algorithm.norm_adv_by_std_in_grpo`).
+    on_nonfinite: "raise" or "mask" (see GiGPOConfig), for non-finite rewards, returns and step entropies.
     gigpo / scpo: the base estimator's settings (`algorithm.gigpo`, `algorithm.scpo`); scpo only for base=scpo.
     Defaults are justified in docs/empg.md.
     """
@@ -176,11 +189,14 @@ class EMPGConfig:
     zeta: float = 0.1
     epsilon: float = 1e-8
     norm_by_std: bool = True
+    on_nonfinite: str = "raise"
     gigpo: GiGPOConfig = field(default_factory=GiGPOConfig)
     scpo: SCPOConfig | None = None
 
     def __post_init__(self) -> None:
+        check_types(self, "empg")
         _check_choice("empg.base", self.base, EMPG_BASES)
+        _check_choice("empg.on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
         for name in ("k", "k_next", "zeta"):
             _check_range(f"empg.{name}", getattr(self, name), 0.0, float("inf"))
         _check_range("empg.epsilon", self.epsilon, 0.0, float("inf"))
@@ -188,7 +204,7 @@ class EMPGConfig:
             object.__setattr__(self, "scpo", replace(SCPOConfig(), gigpo=self.gigpo))
 
 
-EMPG_KEYS = ("base", "k", "k_next", "zeta", "epsilon")
+EMPG_KEYS = ("base", "k", "k_next", "zeta", "epsilon", "on_nonfinite")
 
 
 def empg_config_from(config: Any = None) -> EMPGConfig:
@@ -196,10 +212,11 @@ def empg_config_from(config: Any = None) -> EMPGConfig:
     if isinstance(config, EMPGConfig):
         return config
     options = _section(config, "empg", EMPG_KEYS)
+    options.setdefault("on_nonfinite", gigpo_config_from(config).on_nonfinite)
     base = options.get("base", EMPGConfig.base)
     return EMPGConfig(
         **options,
-        norm_by_std=bool(_get(config, "norm_adv_by_std_in_grpo", True)),
+        norm_by_std=strict_bool("algorithm.norm_adv_by_std_in_grpo", _get(config, "norm_adv_by_std_in_grpo", True)),
         gigpo=gigpo_config_from(config),
         scpo=scpo_config_from(config) if base == "scpo" else None,
     )
@@ -216,11 +233,57 @@ def _get(config: Any, key: str, default: Any) -> Any:
 def _section(config: Any, name: str, valid: tuple[str, ...]) -> dict[str, Any]:
     """The `name` sub-section as a plain dict; unknown keys raise, listing the valid ones."""
     section = _get(config, name, None) or {}
-    options = dict(section.items()) if hasattr(section, "items") else dict(vars(section))
+    if hasattr(section, "items"):
+        options = dict(section.items())
+    elif hasattr(section, "__dict__"):
+        options = dict(vars(section))
+    else:
+        raise ValueError(
+            f"algorithm.{name} must be a section of keys (e.g. algorithm.{name}.KEY=VALUE), got {section!r}"
+        )
     unknown = sorted(set(options) - set(valid))
     if unknown:
         raise ValueError(f"unknown key(s) {unknown} in algorithm.{name}; valid keys: {sorted(valid)}")
     return options
+
+
+def check_types(config: Any, prefix: str) -> None:
+    """Check (and coerce) every field of a settings dataclass against its annotation; errors name the key.
+
+    float: a finite real number (an int becomes a float); int: an integer; bool: parsed strictly ("False" is
+    false, other strings raise); str: a string; `X | None`: None or X. Nested settings are checked by their own.
+    """
+    for name, (kind, optional) in _field_kinds(type(config)).items():
+        value = getattr(config, name)
+        if value is None and optional:
+            continue
+        key = name if name == "gamma" else f"{prefix}.{name}"
+        if kind is bool:
+            object.__setattr__(config, name, strict_bool(key, value))
+        elif kind is float:
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"{key}={value!r} must be a finite number")
+            object.__setattr__(config, name, float(value))
+        elif kind is int:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"{key}={value!r} must be an integer")
+            object.__setattr__(config, name, int(value))
+        elif kind is str and not isinstance(value, str):
+            raise ValueError(f"{key}={value!r} must be a string")
+
+
+@cache
+def _field_kinds(config_class: type) -> dict[str, tuple[type, bool]]:
+    """{field: (its plain type, whether None is allowed)} of the bool/int/float/str fields of a dataclass."""
+    hints = typing.get_type_hints(config_class)
+    kinds = {}
+    for item in fields(config_class):
+        args = typing.get_args(hints[item.name])
+        optional = type(None) in args
+        kind = next((arg for arg in args if arg is not type(None)), None) if args else hints[item.name]
+        if kind in (bool, int, float, str):
+            kinds[item.name] = (kind, optional)
+    return kinds
 
 
 def _check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
@@ -269,6 +332,7 @@ class SSPOConfig:
     gigpo: GiGPOConfig = field(default_factory=GiGPOConfig)
 
     def __post_init__(self) -> None:
+        check_types(self, "sspo")
         _check_choice("sspo.success_reward", self.success_reward, SSPO_SUCCESS_REWARDS)
         for name in ("alpha", "xi", "zeta", "omega_k", "epsilon", "episode_w"):
             _check_range(f"sspo.{name}", getattr(self, name), 0.0, float("inf"))

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from verl_agent_ext.credit.batch import StepBatch, trajectory_ids
+from verl_agent_ext.credit.batch import StepBatch, safe_divide, trajectory_ids
 from verl_agent_ext.credit.config import EMPGConfig, empg_config_from
 from verl_agent_ext.credit.episode import compute_episode_level
 from verl_agent_ext.credit.gigpo import compute_gigpo
@@ -75,7 +75,7 @@ def entropy_modulation(
         return g, f
     h = step_entropy[active]
     normalised = np.zeros(len(step_entropy))
-    normalised[active] = (h - h.min()) / (h.max() - h.min() + config.epsilon)
+    normalised[active] = safe_divide(h - h.min(), np.full(len(h), h.max() - h.min() + config.epsilon))
     scale = np.exp(-config.k * normalised[active])
     g[active] = scale / (scale.mean() + config.epsilon)
     has_next = active & (next_row >= 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from verl_agent_ext.credit.batch import StepBatch, trajectory_ids
+from verl_agent_ext.credit.batch import StepBatch, safe_divide, trajectory_ids
 from verl_agent_ext.credit.result import CreditResult
 
 
@@ -55,7 +55,7 @@ def relative_advantage(
             mean[group], std[group] = values.mean().item(), values.std().item()
     scores32 = scores.astype(np.float32)
     centred = scores32 - mean[group_ids]
-    advantage = centred / (std[group_ids] + np.float32(epsilon)) if use_std else centred
+    advantage = safe_divide(centred, std[group_ids] + np.float32(epsilon)).astype(np.float32) if use_std else centred
     return advantage.astype(np.float64)
 
 

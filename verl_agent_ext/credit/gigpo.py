@@ -14,6 +14,7 @@ from verl_agent_ext.credit.batch import (
     StepBatch,
     discounted_returns,
     group_mean_std,
+    safe_divide,
     trajectory_ids,
 )
 from verl_agent_ext.credit.config import GiGPOConfig, gigpo_config_from
@@ -63,7 +64,7 @@ def step_relative_advantage(
     singleton = count <= 1
     std = np.where(singleton, 1.0, std)
     centred = np.where(singleton[step_group], 0.0, step_returns - mean[step_group])
-    return centred / (std[step_group] + epsilon) if use_std else centred
+    return safe_divide(centred, std[step_group] + epsilon) if use_std else centred
 
 
 def combine_channels(

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from verl_agent_ext.credit.batch import (
+    NONFINITE_POLICIES,
     StepBatch,
     contiguous_ids,
     group_count,
@@ -29,7 +30,7 @@ from verl_agent_ext.credit.batch import (
     group_sum,
     trajectory_ids,
 )
-from verl_agent_ext.credit.config import _check_choice, _check_range, _get, _section
+from verl_agent_ext.credit.config import _check_choice, _check_range, _get, _section, check_types
 from verl_agent_ext.credit.episode import penalised_scores, relative_advantage
 from verl_agent_ext.credit.result import CreditResult
 
@@ -57,6 +58,8 @@ class IStarConfig:
     prm_model_path: verl only, the PRM's initial weights (None: the policy's actor_rollout_ref.model.path).
     prm_offload: verl only, keep the PRM's parameters and AdamW states in host memory except while it scores or
         trains (verl's engine param/optimizer offload): a second full model would otherwise stay on the actor's GPUs.
+    on_nonfinite: "raise" or "mask" for non-finite rewards, returns and PRM step rewards (default: algorithm.gigpo's;
+        see GiGPOConfig).
     """
 
     step_advantage_w: float = 1.0
@@ -71,8 +74,11 @@ class IStarConfig:
     prm_grad_clip: float = 10.0
     prm_model_path: str | None = None
     prm_offload: bool = True
+    on_nonfinite: str = "raise"
 
     def __post_init__(self) -> None:
+        check_types(self, "istar")
+        _check_choice("istar.on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
         _check_choice("istar.step_baseline", self.step_baseline, STEP_BASELINES)
         _check_choice("istar.normalize", self.normalize, NORMALIZATIONS)
         _check_range("istar.beta", self.beta, 0.0, float("inf"))
@@ -97,7 +103,10 @@ def istar_config_from(config: Any = None) -> IStarConfig:
     gigpo = _get(config, "gigpo", None)
     penalty = _get(gigpo, "invalid_action_penalty", None) if gigpo is not None else None
     if penalty is not None:
-        options.setdefault("invalid_action_penalty", float(penalty))
+        options.setdefault("invalid_action_penalty", penalty)
+    on_nonfinite = _get(gigpo, "on_nonfinite", None) if gigpo is not None else None
+    if on_nonfinite is not None:
+        options.setdefault("on_nonfinite", on_nonfinite)
     return IStarConfig(**options)
 
 

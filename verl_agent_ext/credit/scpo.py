@@ -6,7 +6,8 @@ For every group (uid) with a success, each failed trajectory is aligned to a ref
     matches = optimal monotone one-to-one alignment maximising sum c_ij over pairs with M_ij > theta
     c_i = (M_ij - theta) / (1 - theta) for the reference step j matched to i, else 0        (in [0, 1])
     R~_t = R_t + alpha * u * c_t    (failed trajectories only; after discounting, see docs/credit.md;
-                                     u = 1, or the group's success return with alpha_scale=success_return)
+                                     u = 1, or with alpha_scale=success_return the group's best success return
+                                     above its floor min(0, lowest return): `alpha_unit`)
     A = A^E (original outcome) + w * A^S(R~) over the GiGPO anchor-state groups.
 
 Groups without a success are untouched, so there SCPO equals GiGPO exactly.
@@ -83,9 +84,13 @@ def reference_pairs(batch: StepBatch, layout: StepLayout, reference: str) -> tup
 
 
 def semantic_credit(
-    batch: StepBatch, layout: StepLayout, config: SCPOConfig, matcher: Matcher
+    batch: StepBatch, layout: StepLayout, config: SCPOConfig, matcher: Matcher, effective: np.ndarray | None = None
 ) -> tuple[np.ndarray, dict[str, float]]:
-    """Soft credit c (n,) of failed steps matched to their reference, and SCPO diagnostics."""
+    """Soft credit c (n,) of failed steps matched to their reference, and SCPO diagnostics.
+
+    effective: (n,) bool, rows whose credit can change their return (alpha's unit u > 0); credit elsewhere is
+    set to 0, so the returned credit and its diagnostics are what the step returns receive.
+    """
     failed, refs, success = reference_pairs(batch, layout, config.reference)
     parts = step_parts(batch, config.step_text)
     time_order = np.lexsort((layout.position, layout.traj))  # rows by (trajectory, time)
@@ -111,7 +116,9 @@ def semantic_credit(
         if len(pairs):
             rows = rows_of(f)[pairs[:, 0]]
             credit[rows] = np.maximum(credit[rows], w[pairs[:, 0], pairs[:, 1]])
-            matched_pairs += len(pairs)
+            matched_pairs += len(pairs) if effective is None else int(effective[rows].sum())
+    if effective is not None:
+        credit = np.where(effective, credit, 0.0)
     failed_rows = ~success[layout.traj]
     has_reference = np.isin(layout.traj, failed)
     credited = credit > 0
@@ -132,13 +139,24 @@ def semantic_credit(
 
 
 def alpha_unit(batch: StepBatch, layout: StepLayout, alpha_scale: str) -> np.ndarray:
-    """Unit of alpha per row (n,): 1, or the largest episode return among the successes of the row's group."""
+    """Unit u of alpha per row (n,): 1 ("reward"), or the group's success height ("success_return").
+
+    Success height: the largest episode return among the group's successes, measured from the group's floor,
+    min(0, lowest episode return in the group). With non-negative returns (ALFWorld: 10 or 0) it is the success
+    return itself; with step costs (a success at -2, failures down to -5) it is the gap to the worst return (3),
+    so a credit c still raises the step return by alpha * c * that gap. It is 0 only when no success returns more
+    than the floor; credit there has no effect, and `semantic_credit`'s caller zeroes it so the metrics agree.
+    """
     if alpha_scale == "reward" or len(batch) == 0:
         return np.ones(len(batch))
-    best = np.zeros(int(layout.group.max()) + 1)
+    groups = int(layout.group.max()) + 1
+    best = np.full(groups, -np.inf)
     wins = batch.episode_success
     np.maximum.at(best, layout.group[wins], batch.episode_return[wins])
-    return best[layout.group]
+    floor = np.zeros(groups)
+    np.minimum.at(floor, layout.group, batch.episode_return)
+    height = np.where(np.isfinite(best), best - floor, 0.0)
+    return np.maximum(height, 0.0)[layout.group]
 
 
 def compute_scpo(batch: StepBatch, config: SCPOConfig | None = None, matcher: Matcher | None = None) -> CreditResult:
@@ -161,7 +179,8 @@ def compute_scpo(batch: StepBatch, config: SCPOConfig | None = None, matcher: Ma
         segments=config.segments,
         backend=config.backend,
     )
-    credit, scpo_diagnostics = semantic_credit(batch, layout, config, matcher)
+    unit = alpha_unit(batch, layout, config.alpha_scale)
+    credit, scpo_diagnostics = semantic_credit(batch, layout, config, matcher, effective=unit > 0)
     diagnostics.update(scpo_diagnostics)
-    shaped = step_returns + config.alpha * alpha_unit(batch, layout, config.alpha_scale) * credit
+    shaped = step_returns + config.alpha * unit * credit
     return combine_channels(batch, layout, gigpo, shaped, credit, diagnostics)

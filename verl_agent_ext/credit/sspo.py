@@ -45,9 +45,12 @@ def branch_lineage(traj_uid: str) -> list[tuple[str, int]]:
     parts = str(traj_uid).split(BRANCH_SEPARATOR)
     lineage = [(parts[0], 0)]
     for i in range(1, len(parts)):
-        depth = parts[i].split(".", 1)[0]
-        if not depth.isdigit():
-            raise ValueError(f"traj_uid {traj_uid!r}: branch part {parts[i]!r} is not '<depth>.<index>'")
+        depth, _, index = parts[i].partition(".")
+        if not (depth.isdigit() and index.isdigit()):
+            raise ValueError(
+                f"traj_uid {traj_uid!r}: sspo reserves '{BRANCH_SEPARATOR}' for branch ids '<parent>"
+                f"{BRANCH_SEPARATOR}<depth>.<index>', and {parts[i]!r} is not one; use another separator in traj_uid"
+            )
         lineage.append((BRANCH_SEPARATOR.join(parts[: i + 1]), int(depth)))
     return lineage
 

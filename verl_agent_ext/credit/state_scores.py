@@ -36,7 +36,8 @@ class ScoreParams:
 
 def state_key(text: str) -> int:
     """Stable 63-bit key of an anchor observation (same value in every process, unlike `hash`)."""
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little") >> 1
+    data = text.encode("utf-8", "surrogatepass")  # a lone surrogate (broken env text) hashes instead of raising
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1
 
 
 def state_keys(texts: Iterable[str]) -> np.ndarray:

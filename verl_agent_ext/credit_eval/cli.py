@@ -77,7 +77,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from verl_agent_ext.errors import UserError, existing_folder, user_input_errors, writable_folder
+    from verl_agent_ext.errors import (
+        UserError,
+        existing_folder,
+        removed_if_left_empty,
+        user_input_errors,
+        writable_folder,
+    )
 
     if args.env not in ENVIRONMENTS:
         raise UserError(f"unknown environment {args.env!r} for credit-eval; valid names: {list(ENVIRONMENTS)}")
@@ -90,8 +96,6 @@ def run(args: argparse.Namespace) -> int:
         existing_folder(args.games, "--games")
     if args.rows is not None and not Path(args.rows).is_file():
         raise UserError(f"--rows {args.rows} is not a file (an earlier run's DIR/rows.jsonl.gz)")
-    writable_folder(args.out, "--out")
-
     from verl_agent_ext.credit_eval.estimators import algorithm_config, parse_estimators
     from verl_agent_ext.envs.alfworld.generator import TASK_TYPES
 
@@ -101,7 +105,9 @@ def run(args: argparse.Namespace) -> int:
     with user_input_errors():  # unknown estimator, bad setting or hydra syntax: stop before any rollout
         specs = parse_estimators(args.estimators)
         algorithms = {spec.label: algorithm_config(spec, args.settings) for spec in specs}
-    print(evaluate_command(args, specs, algorithms))
+    with removed_if_left_empty(args.out):
+        writable_folder(args.out, "--out")
+        print(evaluate_command(args, specs, algorithms))
     return 0
 
 

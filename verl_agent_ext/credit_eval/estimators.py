@@ -16,12 +16,16 @@ import numpy as np
 import torch
 
 from verl_agent_ext.agent import EPISODE_KEYS
-from verl_agent_ext.credit import REQUIRED_METADATA_KEYS, gigpo_config_from, scpo_config_from
+from verl_agent_ext.credit import REQUIRED_METADATA_KEYS
 
 OPTIONAL_METADATA_KEYS = ("step_entropy", "next_anchor_obs")
 """Columns the rollouts provide for estimators registered later (empg: step_entropy, sspo: next_anchor_obs)."""
 
-CONFIG_READERS = {"gigpo": gigpo_config_from, "scpo": scpo_config_from}
+UNAVAILABLE = {
+    "istar": "it reads the implicit PRM's step rewards (prm_step_reward), which only training produces "
+    "(train-local or verl with the PRM; docs/istar.md)"
+}
+"""Registered estimators whose inputs credit-eval's rollouts cannot provide: refused before any rollout."""
 
 
 @dataclass(frozen=True)
@@ -68,14 +72,18 @@ def algorithm_config(spec: EstimatorSpec, settings: Sequence[str] = ()):
     estimator_fn(spec.name)
     overrides = [hydra_override(setting) for setting in settings] + list(spec.overrides)
     from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
 
+    from verl_agent_ext.credit.contract import estimator_settings
+
+    if spec.name in UNAVAILABLE:
+        raise ValueError(f"estimator {spec.label!r} cannot run in credit-eval: {UNAVAILABLE[spec.name]}")
     try:
         algorithm = compose_verl_config(LocalTrainConfig(estimator=spec.name, verl_overrides=overrides)).algorithm
-    except HydraException as error:
-        raise ValueError(f"settings {overrides} of estimator {spec.label!r} do not apply: {error}") from error
-    for name, read in CONFIG_READERS.items():
-        if spec.name == name:
-            read(algorithm)
+        estimator_settings(spec.name, algorithm)
+    except (HydraException, OmegaConfBaseException, ValueError) as error:
+        message = " ".join(str(error).split())
+        raise ValueError(f"settings {overrides} of estimator {spec.label!r} do not apply: {message}") from None
     return algorithm
 
 

@@ -26,6 +26,7 @@ the docs check (tests/test_docs.py) all read it.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -44,9 +45,9 @@ from verl_agent_ext.credit import (
     compute_gigpo,
     compute_istar,
     compute_scpo,
-    step_batch_from_metadata,
     step_entropy_from_metadata,
 )
+from verl_agent_ext.credit.contract import check_finite_output, checked_estimator_batch
 from verl_agent_ext.estimators.sspo_table import sspo_credit
 
 CreditFn = Callable[[StepBatch, Any, Mapping[str, np.ndarray], np.ndarray], CreditResult]
@@ -123,13 +124,21 @@ def compute_step_advantage(
         if "uid" in metadata and not np.array_equal(np.asarray(index), np.asarray(metadata["uid"])):
             raise ValueError("index and non_tensor_batch['uid'] disagree: both must be verl's group uid per row")
         metadata.setdefault("uid", np.asarray(index))
-    episode_return = token_level_rewards.detach().sum(dim=-1).double().cpu().numpy()
-    batch = step_batch_from_metadata(metadata, episode_return)
-    active = (response_mask.sum(dim=-1) > 0).cpu().numpy()
+    checked = checked_estimator_batch(name, token_level_rewards, response_mask, metadata, config)
+    batch, metadata, rows = checked.batch, checked.metadata, torch.as_tensor(checked.rows, dtype=torch.long)
+    float_type = token_level_rewards.dtype if token_level_rewards.is_floating_point() else torch.float32
+    mask = response_mask.to(float_type)
+    if len(batch) == 0:  # an empty batch, or every trajectory masked
+        _last_diagnostics.clear()
+        _last_diagnostics.update(checked.diagnostics(name))
+        return torch.zeros_like(mask), torch.zeros_like(mask), checked.diagnostics(name)
+    active = (response_mask[rows].sum(dim=-1) > 0).cpu().numpy()
     result = entry.credit(batch, config, metadata, active)
-    mask = response_mask.to(token_level_rewards.dtype)
-    advantages = torch.as_tensor(result.advantage, dtype=mask.dtype, device=mask.device).unsqueeze(-1) * mask
-    returns = torch.as_tensor(result.step_return, dtype=mask.dtype, device=mask.device).unsqueeze(-1) * mask
+    advantages = torch.as_tensor(checked.scatter(result.advantage), dtype=mask.dtype, device=mask.device)
+    returns = torch.as_tensor(checked.scatter(result.step_return), dtype=mask.dtype, device=mask.device)
+    advantages, returns = advantages.unsqueeze(-1) * mask, returns.unsqueeze(-1) * mask
+    check_finite_output(name, advantages, returns)
+    result = dataclasses.replace(result, diagnostics={**result.diagnostics, **checked.diagnostics(name)})
     _last_diagnostics.clear()
     _last_diagnostics.update(result.diagnostics)
     return advantages, returns, dict(result.diagnostics)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from verl_agent_ext.credit.contract import check_outcome_rewards
 from verl_agent_ext.estimators import (
     REGISTERED_NAMES,
     compute_step_advantage,
@@ -47,11 +48,13 @@ def compute_advantages(name: str, rows: StepRows, algorithm) -> tuple[torch.Tens
         )
     else:
         fn = estimator_fn(name)
+        rewards = rows.token_level_rewards
+        check_outcome_rewards(name, rewards, rows.non_tensor_batch.get("traj_uid"))
         # An estimator registered later (empg, sspo, ...) that declares `non_tensor_batch` gets the step metadata,
         # as the plugin's verl hook gives it.
         extra = {"non_tensor_batch": rows.non_tensor_batch} if estimator_taking_metadata(name) is not None else {}
         advantages, _ = fn(
-            token_level_rewards=rows.token_level_rewards,
+            token_level_rewards=rewards if rewards.is_floating_point() else rewards.float(),  # int rewards: float A
             response_mask=rows.response_mask,
             config=algorithm,
             index=rows.non_tensor_batch["uid"],

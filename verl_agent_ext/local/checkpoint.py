@@ -57,16 +57,55 @@ def find_checkpoint(path: str | Path) -> Path | None:
     return None
 
 
+RUN_IDENTITY = ("estimator", "model", "lora_rank", "init_adapter", "env", "games_dir", "games_seed", "task_types")
+"""Settings a resumed run must share with the run that wrote the checkpoint (the rest may change on resume)."""
+
+
+def check_resumable(path: str | Path, config) -> None:
+    """Raise ValueError when the checkpoint at `path` belongs to a different run than `config` describes.
+
+    Compares RUN_IDENTITY (estimator, model, adapter, environment); `config.force_resume` skips the comparison
+    (an adapter of another shape still fails when its weights are loaded).
+    """
+    recorded = read_config(path)
+    if getattr(config, "force_resume", False):
+        return
+    current = config.to_dict()
+    differ = [
+        f"{key}={recorded.get(key)!r} (now {current[key]!r})"
+        for key in RUN_IDENTITY
+        if recorded.get(key) != current[key]
+    ]
+    if differ:
+        raise ValueError(
+            f"{path} holds a different run: {', '.join(differ)}. Start a new run with another --out, start over "
+            "in this folder with --no-resume, or continue it with the new settings with --force-resume"
+        )
+
+
 def load_checkpoint(path: str | Path, model, optimizer) -> int:
     """Restore weights, optimizer and RNG states from `path`; returns the number of completed iterations."""
     path = Path(path)
-    state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path / STATE_FILE, map_location="cpu", weights_only=False)
+        state["iteration"], state["trainable"], state["optimizer"], state["rng"]  # noqa: B018  (all present)
+    except Exception as error:  # truncated or foreign file: torch/pickle raise many types
+        raise ValueError(
+            f"{path / STATE_FILE} is not a readable checkpoint ({type(error).__name__}: {error}); delete {path} "
+            "to start over, or use --no-resume"
+        ) from None
     parameters = dict(model.named_parameters())
     missing = sorted(set(state["trainable"]) - set(parameters))
     if missing:
         raise ValueError(
             f"checkpoint {path} does not fit this model ({len(missing)} unknown parameters, e.g. {missing[0]}): "
             "same model and lora_rank as the run that wrote it?"
+        )
+    wrong = [name for name, tensor in state["trainable"].items() if tensor.shape != parameters[name].shape]
+    if wrong:
+        raise ValueError(
+            f"checkpoint {path} does not fit this model: {wrong[0]} is {tuple(state['trainable'][wrong[0]].shape)}, "
+            f"the model's {tuple(parameters[wrong[0]].shape)} (another lora_rank?); use another --out or --no-resume"
         )
     with torch.no_grad():
         for name, tensor in state["trainable"].items():
@@ -79,5 +118,12 @@ def load_checkpoint(path: str | Path, model, optimizer) -> int:
 
 
 def read_config(path: str | Path) -> dict:
-    """The trainer settings a checkpoint was written with."""
-    return json.loads((Path(path) / CONFIG_FILE).read_text())
+    """The trainer settings a checkpoint was written with; an unreadable file raises ValueError naming it."""
+    file = Path(path) / CONFIG_FILE
+    try:
+        recorded = json.loads(file.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{file} is not readable ({error}); delete {path} to start over, or use --no-resume") from None
+    if not isinstance(recorded, dict):
+        raise ValueError(f"{file} does not hold trainer settings; delete {path} to start over, or use --no-resume")
+    return recorded

@@ -8,6 +8,7 @@ Any other verl key can be set through `verl_overrides` (hydra syntax, e.g. "+alg
 
 from __future__ import annotations
 
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -29,6 +30,7 @@ class LocalTrainConfig:
     iterations: int = 4
     seed: int = 0
     resume: bool = True  # continue from out_dir/checkpoint when it exists
+    force_resume: bool = False  # resume even when the checkpoint's estimator / model / adapter / env differ
     save_every: int = 1  # iterations between checkpoints (the last one and an interrupt always save)
     device: str = "auto"  # "auto": cuda when available, else cpu
     num_threads: int = 0  # torch CPU threads (0: torch's default)
@@ -74,6 +76,7 @@ class LocalTrainConfig:
     verl_overrides: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        self.verl_overrides = honour_mirrored_overrides(self, self.verl_overrides)
         positive = ("iterations", "groups_per_iter", "group_size", "max_steps", "prompt_length", "response_length")
         for name in (*positive, "micro_batch_size", "ppo_epochs", "save_every"):
             if getattr(self, name) < 1:
@@ -124,6 +127,94 @@ def verl_overrides(config: LocalTrainConfig) -> list[str]:
         f"+env.response_prefix={_hydra_quoted(config.response_prefix)}",
         *config.verl_overrides,
     ]
+
+
+# verl keys train-local writes from its own options: a `--set` of one of them sets that option instead (it would
+# otherwise be overwritten or, for keys the trainer reads from its options, ignored).
+MIRRORED_KEYS = {
+    "algorithm.adv_estimator": "estimator",
+    "algorithm.gamma": "gamma",
+    "algorithm.gigpo.invalid_action_penalty": "invalid_action_penalty",
+    "actor_rollout_ref.rollout.n": "group_size",
+    "actor_rollout_ref.rollout.prompt_length": "prompt_length",
+    "actor_rollout_ref.rollout.response_length": "response_length",
+    "actor_rollout_ref.rollout.temperature": "temperature",
+    "actor_rollout_ref.rollout.top_p": "top_p",
+    "actor_rollout_ref.actor.ppo_micro_batch_size_per_gpu": "micro_batch_size",
+    "actor_rollout_ref.actor.ppo_epochs": "ppo_epochs",
+    "actor_rollout_ref.actor.clip_ratio": "clip_ratio",
+    "actor_rollout_ref.actor.loss_agg_mode": "loss_agg_mode",
+    "actor_rollout_ref.actor.kl_loss_coef": "kl_coef",
+    "actor_rollout_ref.actor.kl_loss_type": "kl_type",
+    "actor_rollout_ref.actor.entropy_coeff": "entropy_coeff",
+    "actor_rollout_ref.actor.optim.lr": "lr",
+    "actor_rollout_ref.actor.optim.clip_grad": "grad_clip",
+    "env.name": "env",
+    "env.max_steps": "max_steps",
+    "env.history_length": "history_length",
+    "env.response_prefix": "response_prefix",
+}
+# verl keys train-local derives from several options: a `--set` of one is refused, naming the options.
+DERIVED_KEYS = {
+    "actor_rollout_ref.actor.ppo_mini_batch_size": "--groups-per-iter x --group-size (one mini-batch per iteration)",
+    "actor_rollout_ref.actor.clip_ratio_low": "--clip-ratio",
+    "actor_rollout_ref.actor.clip_ratio_high": "--clip-ratio",
+    "actor_rollout_ref.actor.use_kl_loss": "--kl-coef (> 0 turns the KL loss on)",
+}
+
+
+def honour_mirrored_overrides(config: LocalTrainConfig, overrides: list[str]) -> list[str]:
+    """Apply `--set` overrides of MIRRORED_KEYS to `config`'s options (typed as the option); returns the rest.
+
+    Raises ValueError for a DERIVED_KEYS override and for a value of the wrong type, naming the key and option.
+    """
+    from verl_agent_ext.credit.batch import strict_bool
+
+    kinds = typing.get_type_hints(type(config))
+    rest = []
+    for override in overrides:
+        key, has_value, value = override.lstrip("+~").partition("=")
+        key = key.strip()
+        if key in DERIVED_KEYS:
+            raise ValueError(f"--set {override}: train-local sets {key} from {DERIVED_KEYS[key]}; use that option")
+        if key not in MIRRORED_KEYS:
+            rest.append(override)
+            continue
+        option = MIRRORED_KEYS[key]
+        flag = "--" + option.replace("_", "-")
+        if not has_value or override.startswith("~"):
+            raise ValueError(f"--set {override}: train-local sets {key} from {flag}; give it a value there")
+        text = value.strip()
+        if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+            text = text[1:-1]
+        kind = kinds[option]
+        try:
+            parsed = strict_bool(key, text) if kind is bool else kind(text) if kind in (int, float) else text
+        except ValueError:
+            raise ValueError(f"--set {override}: {key} ({flag}) must be {kind.__name__}, got {text!r}") from None
+        setattr(config, option, parsed)
+    return rest
+
+
+def check_settings(config: LocalTrainConfig):
+    """verl's composed config for `config`, with every setting of its estimator validated: before any work.
+
+    Raises ValueError (one line) for hydra errors in `--set`, an unknown estimator or a bad estimator setting.
+    """
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    from verl_agent_ext.credit.contract import estimator_settings
+    from verl_agent_ext.local.advantages import estimator_fn
+
+    estimator_fn(config.estimator)
+    try:
+        verl_config = compose_verl_config(config)
+    except (HydraException, OmegaConfBaseException) as error:
+        message = " ".join(str(error).split())
+        raise ValueError(f"--set {config.verl_overrides}: {message}") from None
+    estimator_settings(config.estimator, verl_config.algorithm)
+    return verl_config
 
 
 def _hydra_quoted(text: str) -> str:

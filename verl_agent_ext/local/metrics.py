@@ -41,7 +41,17 @@ class MetricsLog:
     def read(self) -> list[dict[str, Any]]:
         if not self.path.is_file():
             return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+        records = []
+        for number, line in enumerate(self.path.read_text().splitlines(), start=1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise ValueError(
+                        f"{self.path} line {number} is not JSON ({error.msg}): repair or delete the file, or start "
+                        "the run over with --no-resume"
+                    ) from None
+        return records
 
     def truncate_after(self, iteration: int) -> None:
         """Keep only records of iterations <= `iteration` (those the checkpoint includes)."""

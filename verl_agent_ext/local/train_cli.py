@@ -18,7 +18,8 @@ from verl_agent_ext.local.config import LocalTrainConfig
 HELP = {
     "out_dir": "output folder: metrics.jsonl, learning_curve.png, checkpoint/",
     "iterations": "total iterations (a resumed run continues up to this number)",
-    "resume": "continue from OUT_DIR/checkpoint when it exists",
+    "resume": "continue from OUT_DIR/checkpoint when it exists (same estimator, model, adapter and environment)",
+    "force_resume": "resume even when the checkpoint was written with another estimator, model, adapter or environment",
     "model": "smollm2-135m (offline default), a local HF folder or a hub name",
     "lora_rank": "LoRA rank (0: train all weights)",
     "init_adapter": "start from this PEFT LoRA adapter folder (e.g. `warm-start` output); its rank replaces "
@@ -104,11 +105,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from verl_agent_ext.errors import user_input_errors, writable_folder
+    from verl_agent_ext.errors import removed_if_left_empty, user_input_errors, writable_folder
+    from verl_agent_ext.local.config import check_settings
 
     names = {field.name for field in dataclasses.fields(LocalTrainConfig)}
     with user_input_errors():  # bad values, unknown estimator/model/games folder: one line, exit 2
         config = LocalTrainConfig.from_dict({key: value for key, value in vars(args).items() if key in names})
+        check_settings(config)  # every setting, before the output folder exists
+    with removed_if_left_empty(config.out_dir), user_input_errors():
         writable_folder(config.out_dir, "--out-dir")
         from verl_agent_ext.local.trainer import Interrupted, LocalTrainer
 

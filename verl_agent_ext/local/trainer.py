@@ -27,7 +27,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from uuid import uuid4
 
 import numpy as np
 import torch
@@ -38,14 +37,14 @@ from verl_agent_ext.agent.state_score_store import STATE_FILE, load_state, run_s
 from verl_agent_ext.credit.empg import STEP_ENTROPY_KEY
 from verl_agent_ext.credit.istar import istar_config_from
 from verl_agent_ext.estimators import extra_metadata_keys
-from verl_agent_ext.local.advantages import ZERO_ADVANTAGE, compute_advantages, estimator_fn
+from verl_agent_ext.local.advantages import ZERO_ADVANTAGE, compute_advantages
 from verl_agent_ext.local.batch import StepRows, step_rows
-from verl_agent_ext.local.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
-from verl_agent_ext.local.config import LocalTrainConfig, actor_config, compose_verl_config
+from verl_agent_ext.local.checkpoint import check_resumable, find_checkpoint, load_checkpoint, save_checkpoint
+from verl_agent_ext.local.config import LocalTrainConfig, actor_config, check_settings
 from verl_agent_ext.local.loss import actor_loss, set_global_batch_info
 from verl_agent_ext.local.metrics import MetricsLog, plot_learning_curve, table_header, table_row
 from verl_agent_ext.local.prm import PRM_FILE, ImplicitPRM, load_prm, save_prm
-from verl_agent_ext.policy.hf_server import HFServerManager
+from verl_agent_ext.policy.hf_server import HFServerManager, request_stream_seed
 from verl_agent_ext.policy.model import add_lora, load_adapter, load_policy
 
 logger = logging.getLogger(__name__)
@@ -63,10 +62,14 @@ class LocalTrainer:
         self.config = config
         self.log = log
         self.progress = progress or _stderr_progress
+        self.verl_config = check_settings(config)  # fail fast: unknown estimator, bad `--set` or estimator setting
         # The agent loop is built outside a verl worker without the HF model_type; verl then warns once per
         # episode that it uses its default token builder (the right one for this chat template).
         logging.getLogger("verl.utils.tokenizer.continuous_token_wiring").setLevel(logging.ERROR)
         self.out_dir = Path(config.out_dir)
+        saved = find_checkpoint(self.out_dir / "checkpoint") if config.resume else None
+        if saved is not None:
+            check_resumable(saved, config)  # before loading anything: a different run is refused in a second
         self.out_dir.mkdir(parents=True, exist_ok=True)
         _seed_everything(config.seed)
         if config.num_threads > 0:
@@ -74,8 +77,6 @@ class LocalTrainer:
         self.device = "cuda" if config.device == "auto" and torch.cuda.is_available() else config.device
         self.device = "cpu" if self.device == "auto" else self.device
 
-        estimator_fn(config.estimator)  # fail fast: unknown names raise listing the registered ones
-        self.verl_config = compose_verl_config(config)
         self.scores = run_score_store(config.estimator, self.verl_config.algorithm)  # 3SPO's state scores, else None
         self._scores_before: dict | None = None  # the table as of the last completed iteration, while one runs
         self.actor_config = actor_config(self.verl_config)
@@ -105,7 +106,6 @@ class LocalTrainer:
         self.iteration = 0  # completed iterations
         self._protected = False  # True from the optimizer step to the end of the iteration
         self._stop_requested = False
-        saved = find_checkpoint(self.out_dir / "checkpoint") if config.resume else None
         if saved is not None:
             self.iteration = load_checkpoint(saved, self.model, self.optimizer)
             if self.scores is not None and not load_state(self.scores, saved):
@@ -249,12 +249,12 @@ class LocalTrainer:
         capacity = self.config.groups_per_iter * self.config.group_size  # environments in the pool
         finished: list[bool] = []
 
-        async def play_one(task, uid: str):
+        async def play_one(task, uid: str, seed: int):
             loop = build_agent_loop(self.verl_config, self.server, self.tokenizer, env_pools=[self.env_pool])
             row = {"env_name": task.env, "task_id": task.task_id, "task_type": task.task_type, "split": task.split}
             row["data_fingerprint"] = task.data_fingerprint  # WebShop: the env refuses another catalog's goal
             try:
-                outputs = await loop.run(dict(sampling_params), **row)
+                outputs = await loop.run({**sampling_params, "seed": seed}, **row)
             finally:
                 # episodes still to send requests: the live ones, at most one per environment
                 self.server.target_batch_size = min(total - len(finished) - 1, capacity)
@@ -270,8 +270,17 @@ class LocalTrainer:
             return uid, outputs
 
         async def play_all():
-            groups = [(task, uuid4().hex) for task in tasks]
-            return await asyncio.gather(*(play_one(task, uid) for task, uid in groups for _ in range(group_size)))
+            # Ids and random streams follow from (seed, label, position), not from timing: each episode samples
+            # from its own stream (hf_server's seeded sampling), whichever episodes share a generation batch.
+            seed = self.config.seed
+            groups = [(task, f"{request_stream_seed((seed, label, i)):016x}") for i, task in enumerate(tasks)]
+            return await asyncio.gather(
+                *(
+                    play_one(task, uid, request_stream_seed((seed, label, i, k)))
+                    for i, (task, uid) in enumerate(groups)
+                    for k in range(group_size)
+                )
+            )
 
         self.tree_totals = {"forks": 0, "stops": 0, "replays": 0}
         self.server.target_batch_size = min(total, capacity)

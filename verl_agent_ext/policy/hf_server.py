@@ -10,6 +10,13 @@ its first request, whichever comes first.
 Log-probs are those of the sampled tokens under ``softmax(logits / temperature)``, the same quantity verl's actor
 computes for ``old_log_prob`` (it divides logits by the rollout temperature).
 
+Reproducible sampling: a request whose ``sampling_params`` carry an integer ``seed`` (vLLM's per-request key;
+train-local gives every episode its own) draws its tokens from its own random stream, seeded by that seed, the
+branch part of its request id and how many requests with that key came before. Tokens are sampled by the
+Gumbel-max trick on the temperature / top-k / top-p filtered logits, so a request's tokens depend neither on
+which other requests share its batch nor on their order; batches are also sorted by that key. Without a seed the
+global torch generator samples, as ``model.generate`` does.
+
 The same class serves both trainers: `train-local` calls it in-process, and verl's trainer reaches it through the
 ``transformers`` rollout backend (`verl_agent_ext.verl_plugin.hf_rollout`), which wraps it in a Ray actor and
 pushes the actor's weights into it with `load_weights` after every update (`global_steps` tags the outputs).
@@ -40,6 +47,7 @@ class _Request:
     top_p: float
     top_k: int
     future: asyncio.Future = field(repr=False)
+    stream: tuple | None = None  # (seed, branch, n): the request's own random stream, None: the global one
 
 
 class _UniformLogits:
@@ -47,6 +55,38 @@ class _UniformLogits:
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         return torch.zeros_like(scores)
+
+
+class _SeededSampling:
+    """Samples each row with its own torch.Generator: Gumbel noise added to the filtered, tempered logits, so the
+    greedy step that follows picks a token with probability softmax(filtered logits / temperature)."""
+
+    def __init__(self, generators: list[torch.Generator], temperature: float, top_p: float, top_k: int):
+        self.generators = generators
+        self.temperature = temperature
+        self.top_p = top_p
+        self.top_k = top_k
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        logits = scores.float() / self.temperature
+        if 0 < self.top_k < logits.shape[-1]:
+            kth = torch.topk(logits, self.top_k, dim=-1).values[:, -1:]
+            logits = logits.masked_fill(logits < kth, -float("inf"))
+        if self.top_p < 1.0:
+            ordered, order = torch.sort(logits, dim=-1, descending=True)
+            outside = torch.softmax(ordered, dim=-1).cumsum(dim=-1) - torch.softmax(ordered, dim=-1) > self.top_p
+            logits = logits.masked_fill(torch.zeros_like(outside).scatter(-1, order, outside), -float("inf"))
+        uniform = torch.stack([torch.rand(logits.shape[-1], generator=g) for g in self.generators])
+        gumbel = -torch.log(-torch.log(uniform.clamp(min=1e-20, max=1.0 - 1e-7)))
+        return logits + gumbel.to(logits.device)
+
+
+def request_stream_seed(stream: tuple) -> int:
+    """A 63-bit seed from a request's (seed, branch, n) key (stable across processes, unlike `hash`)."""
+    import hashlib
+
+    digest = hashlib.blake2b(repr(stream).encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
 
 
 class HFServerManager:
@@ -92,6 +132,7 @@ class HFServerManager:
         self._flushing = False
         self._model_lock = threading.Lock()
         self.global_steps: int | None = None  # weight version, returned in every output's extra_fields
+        self._stream_counts: dict[tuple, int] = {}  # requests seen per (seed, branch): the n of the next one
         self.stats = {"requests": 0, "batches": 0, "generated_tokens": 0, "generate_seconds": 0.0}
 
     async def generate(
@@ -110,6 +151,12 @@ class HFServerManager:
             prompt_ids = prompt_ids[-budget:]
         max_tokens = sampling_params.get("max_tokens", sampling_params.get("max_new_tokens", self.response_length))
         max_tokens = max(1, min(int(max_tokens), self.max_model_len - len(prompt_ids)))
+        stream = None
+        if sampling_params.get("seed") is not None:
+            # the branch part of a 3SPO branch id ("<traj>/<depth>.<k>"): forks of one episode get their own streams
+            key = (int(sampling_params["seed"]), str(request_id).partition("/")[2])
+            stream = (*key, self._stream_counts.get(key, 0))
+            self._stream_counts[key] = stream[2] + 1
         request = _Request(
             prompt_ids=prompt_ids,
             max_tokens=max_tokens,
@@ -117,6 +164,7 @@ class HFServerManager:
             top_p=float(sampling_params.get("top_p", 1.0)),
             top_k=int(sampling_params.get("top_k", -1)),
             future=loop.create_future(),
+            stream=stream,
         )
         self._pending.append(request)
         if not self._flushing:
@@ -157,6 +205,8 @@ class HFServerManager:
         batch = [r for r in self._pending if (r.temperature, r.top_p, r.top_k) == key][: self.max_batch_size]
         taken = {id(r) for r in batch}
         self._pending = [r for r in self._pending if id(r) not in taken]
+        if all(r.stream is not None for r in batch):  # an order that does not depend on arrival times
+            batch.sort(key=lambda r: r.stream)
         return batch
 
     @torch.no_grad()
@@ -174,8 +224,13 @@ class HFServerManager:
             input_ids[row, width - len(request.prompt_ids) :] = torch.tensor(request.prompt_ids)
             attention_mask[row, width - len(request.prompt_ids) :] = 1
         greedy = first.temperature <= 0
-        options: dict[str, Any] = {"do_sample": not greedy}
-        if not greedy:
+        seeded = not greedy and all(r.stream is not None for r in batch)
+        options: dict[str, Any] = {"do_sample": not greedy and not seeded}
+        processors = [_UniformLogits()] if self.garbage_tokens else []
+        if seeded:  # each row from its own stream: a greedy pick over Gumbel-perturbed filtered logits
+            generators = [torch.Generator().manual_seed(request_stream_seed(r.stream)) for r in batch]
+            processors.append(_SeededSampling(generators, first.temperature, first.top_p, first.top_k))
+        elif not greedy:
             options.update(temperature=first.temperature, top_p=first.top_p, top_k=max(first.top_k, 0))
         with self._model_lock:
             was_training = self.model.training
@@ -186,7 +241,7 @@ class HFServerManager:
                 max_new_tokens=max(r.max_tokens for r in batch),
                 pad_token_id=self.pad_token_id,
                 eos_token_id=sorted(self.stop_token_ids),
-                logits_processor=LogitsProcessorList([_UniformLogits()]) if self.garbage_tokens else None,
+                logits_processor=LogitsProcessorList(processors) if processors else None,
                 output_logits=True,
                 return_dict_in_generate=True,
                 **options,
@@ -214,6 +269,10 @@ class HFServerManager:
         self.stats["requests"] += len(batch)
         self.stats["batches"] += 1
         return outputs
+
+    def restart_streams(self) -> None:
+        """Forget how many requests each seed has made: the next ones sample as a fresh server's would."""
+        self._stream_counts.clear()
 
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> list[str]:
         """Copy `(name, tensor)` pairs into the model's parameters/buffers (names as in ``state_dict``).

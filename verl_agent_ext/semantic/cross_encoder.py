@@ -12,6 +12,8 @@ from cachetools import LRUCache
 from verl_agent_ext.semantic.base import Matcher
 from verl_agent_ext.semantic.models import load_cross_encoder, resolve_device, torch_threads
 
+CHARS_PER_TOKEN = 16  # longer than a WordPiece / SentencePiece token of natural text: the cut lies past truncation
+
 
 class CrossEncoderMatcher(Matcher):
     """Sigmoid of a one-label cross-encoder's logit, in [0, 1] (the SCPO paper uses BGE-Reranker-v2-m3).
@@ -51,9 +53,13 @@ class CrossEncoderMatcher(Matcher):
         missing = [pair for pair in unique if pair not in found]
         start = time.perf_counter()
         if missing:
+            # Truncation happens in the tokenizer, whose pair truncation slows down and grows memory with text
+            # length (20k characters: ~10 s and GBs per batch); in natural text the kept tokens end well before
+            # max_seq_length * CHARS_PER_TOKEN characters, so cutting there first bounds time and memory.
+            limit = self.model.max_seq_length * CHARS_PER_TOKEN
             with torch_threads(self.threads):
                 scores = self.model.predict(
-                    [list(pair) for pair in missing],
+                    [[query[:limit], key[:limit]] for query, key in missing],
                     batch_size=self.batch_size,
                     activation_fn=torch.nn.Sigmoid(),
                     convert_to_numpy=True,

@@ -62,17 +62,45 @@ def load_bi_encoder(name_or_path: str | None = None, device: str | None = None, 
     return model
 
 
-@functools.lru_cache(maxsize=4)
-def load_cross_encoder(name_or_path: str | None = None, device: str | None = None):
-    """A one-label `CrossEncoder`, loaded once per (model, device) in this process.
+@functools.lru_cache(maxsize=8)
+def check_cross_encoder(name_or_path: str | None = None) -> None:
+    """Raise ValueError unless `name_or_path` is a checkpoint with a sequence-classification (scoring) head.
 
-    A bi-encoder checkpoint (e.g. the default MiniLM) loads with a freshly initialised scoring head: usable for
-    plumbing and tests, not meaningful scores. Use a trained reranker (e.g. BAAI/bge-reranker-v2-m3) for SCPO.
+    A bi-encoder checkpoint such as the default MiniLM would load with a randomly initialised head and score
+    noise, so it is refused: name a trained reranker (e.g. BAAI/bge-reranker-v2-m3, or a local folder).
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from transformers import AutoConfig
+
+    path = resolve_model(name_or_path)
+    try:
+        architectures = AutoConfig.from_pretrained(path).architectures or []
+    except OSError as error:
+        raise ValueError(
+            f"cross-encoder model {name_or_path!r} cannot be read: {' '.join(str(error).split())}"
+        ) from None
+    if not any(name.endswith("ForSequenceClassification") for name in architectures):
+        raise ValueError(
+            "the cross_encoder matcher needs a reranker with a trained scoring head; "
+            f"{name_or_path or DEFAULT_MODEL!r} is {architectures or 'not a classification model'} (its head would "
+            "be random): set scpo.model / gigpo.model to a cross-encoder such as BAAI/bge-reranker-v2-m3 "
+            "(or a local folder)"
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def load_cross_encoder(name_or_path: str | None = None, device: str | None = None):
+    """A one-label `CrossEncoder`, loaded once per (model, device) in this process; `check_cross_encoder` first.
+
+    Inputs are truncated to the model's maximum length (its tokenizer's, at most its position embeddings).
+    """
+    check_cross_encoder(name_or_path)
     from sentence_transformers import CrossEncoder
 
-    return CrossEncoder(resolve_model(name_or_path), num_labels=1, device=resolve_device(device))
+    model = CrossEncoder(resolve_model(name_or_path), num_labels=1, device=resolve_device(device))
+    limit = getattr(model.config, "max_position_embeddings", None) or model.max_seq_length or 512
+    model.max_seq_length = min(model.max_seq_length or limit, limit)
+    return model
 
 
 @contextlib.contextmanager
