@@ -90,6 +90,13 @@ def test_step_text_options():
     batch = hand_batch()
     assert step_texts(batch, "obs_action")[0] == "o0\nA"
     assert step_texts(batch, "obs")[0] == "o0" and step_texts(batch, "action")[0] == "A"
+    with pytest.raises(ValueError, match="obs_response needs each step's response text"):
+        step_texts(batch, "obs_response")
+    responses = [f"<think>t{i}</think><action>{a}</action>" for i, a in enumerate(batch.action_text)]
+    with_responses = StepBatch(**{**batch.__dict__, "response_text": np.asarray(responses, dtype=object)})
+    assert step_texts(with_responses, "obs_response")[0] == "o0\n<think>t0</think><action>A</action>"
+    result = compute_scpo(with_responses, SCPOConfig(matcher="exact", step_text="obs_response"))
+    assert np.isfinite(result.advantage).all()
 
 
 def test_scpo_keys_override_gigpo_keys_and_bad_values_list_valid_ones():

@@ -21,7 +21,8 @@ class StepBatch:
     step, without any invalid-action penalty. is_action_valid: False when the action was unparseable or not
     admissible. episode_return: undiscounted env return of the step's trajectory (same value on all its rows).
     episode_success: outcome of the step's trajectory. anchor_obs: raw env observation at that step (no prompt,
-    no history). action_text: the action the model took at that step.
+    no history). action_text: the action the model took at that step. response_text (optional, "" when not
+    recorded): the model's full response at that step (thought and action), for SCPO's `step_text=obs_response`.
     """
 
     uid: np.ndarray
@@ -33,8 +34,11 @@ class StepBatch:
     episode_success: np.ndarray
     anchor_obs: np.ndarray
     action_text: np.ndarray
+    response_text: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if self.response_text is None:
+            object.__setattr__(self, "response_text", np.full(len(self.uid), "", dtype=object))
         lengths = {name: len(getattr(self, name)) for name in STEP_BATCH_FIELDS}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"StepBatch columns must all have the same length, got {lengths}")
@@ -55,6 +59,7 @@ class StepBatch:
         episode_success: Sequence[bool] | None = None,
         anchor_obs: Sequence[str] | None = None,
         action_text: Sequence[str] | None = None,
+        response_text: Sequence[str] | None = None,
     ) -> StepBatch:
         """Build a batch from plain sequences, filling optional columns with their natural defaults.
 
@@ -79,6 +84,7 @@ class StepBatch:
             episode_success=returns > 0 if episode_success is None else np.asarray(episode_success, dtype=bool),
             anchor_obs=_text_column(anchor_obs, n),
             action_text=_text_column(action_text, n),
+            response_text=_text_column(response_text, n),
         )
 
     def take(self, rows: np.ndarray) -> StepBatch:
@@ -99,6 +105,10 @@ REQUIRED_METADATA_KEYS = (
     "is_action_valid",
     "episode_success",
 )
+RESPONSE_TEXT_KEY = "response_text"
+"""Optional `non_tensor_batch` key: the model's full response per step (the agent loop fills it)."""
+MAX_RESPONSE_TEXT_CHARS = 2048
+"""The agent loop keeps the last this many characters of a response (the action comes last), bounding row size."""
 
 
 def step_batch_from_metadata(metadata: Mapping[str, np.ndarray], episode_return: np.ndarray) -> StepBatch:
@@ -129,6 +139,7 @@ def step_batch_from_metadata(metadata: Mapping[str, np.ndarray], episode_return:
         episode_success=np.asarray(metadata["episode_success"], dtype=bool),
         anchor_obs=_text_column(metadata["anchor_obs"], n),
         action_text=_text_column(metadata["action_text"], n),
+        response_text=_text_column(metadata.get(RESPONSE_TEXT_KEY), n),
     )
 
 

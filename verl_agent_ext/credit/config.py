@@ -12,12 +12,13 @@ from typing import Any
 from verl_agent_ext.semantic.encoder import SEGMENTS
 from verl_agent_ext.semantic.models import resolve_device
 from verl_agent_ext.semantic.onnx_runtime import BACKENDS
+from verl_agent_ext.semantic.static import STATIC_VARIANTS
 
 EPISODE_NORM_OVER = ("steps", "trajectories")
 GIGPO_MODES = ("mean_norm", "mean_std_norm")
 SIMILARITIES = ("exact", "difflib", "static", "embedding", "cross_encoder")
 SCPO_REFERENCES = ("longest", "shortest", "all")
-SCPO_STEP_TEXTS = ("obs_action", "action", "obs")
+SCPO_STEP_TEXTS = ("obs_action", "obs_response", "action", "obs")
 SCPO_MATCHERS = ("embedding", "static", "cross_encoder", "exact", "difflib")
 SCPO_ALPHA_SCALES = ("reward", "success_return")
 SCPO_SEGMENTS = SEGMENTS
@@ -85,13 +86,16 @@ class SCPOConfig:
         "success_return" (u = the largest episode return among the group's successes: alpha is a fraction of a
         success, the same on every reward scale).
     reference: which successful sibling(s) of the group: longest, shortest, or all (credit = best over them).
-    step_text: text compared per step: observation + action, action only, or observation only.
+    step_text: text compared per step: observation + action, observation + the model's full response (thought and
+        action; needs the agent loop's `response_text`), action only, or observation only.
     matcher: static (token vectors distilled from the bi-encoder; the default: as good as `embedding` on the
         credit-eval oracle at 1/30 of the cost), embedding (bi-encoder cosine), cross_encoder, exact, or difflib.
     model: matcher model name or path (None: all-MiniLM-L6-v2 shipped offline).
     segments: embedding matcher only: "joint" embeds the joined observation + action text, "separate" embeds
         observations and actions once each and combines them (semantic/encoder.py `combine_segments`).
     backend: embedding matcher only: "torch", or the same model on ONNX Runtime, "onnx" / "onnx_int8".
+    static_variant: static matcher only: "sif" (centred + PCA + Zipf/SIF token weights, model2vec's recipe),
+        "pca" (centred + PCA) or "plain" (raw distilled vectors); semantic/static.py.
     gigpo: the GiGPO settings underneath (keys of `algorithm.gigpo`, overridable inside `algorithm.scpo`).
     Defaults are justified in docs/credit.md.
     """
@@ -105,9 +109,11 @@ class SCPOConfig:
     model: str | None = None
     segments: str = "joint"
     backend: str = "torch"
+    static_variant: str = "sif"
     gigpo: GiGPOConfig = field(default_factory=GiGPOConfig)
 
     def __post_init__(self) -> None:
+        _check_choice("scpo.static_variant", self.static_variant, STATIC_VARIANTS)
         _check_choice("scpo.reference", self.reference, SCPO_REFERENCES)
         _check_choice("scpo.step_text", self.step_text, SCPO_STEP_TEXTS)
         _check_choice("scpo.matcher", self.matcher, SCPO_MATCHERS)

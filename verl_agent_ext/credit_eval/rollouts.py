@@ -92,7 +92,7 @@ def rollout_rows(
             rows.extend(_one_rollout(env, oracle, task, game, uid, f"{uid}-r{member}", spec, rng))
             if progress is not None:
                 progress()
-    return _columns(rows)
+    return columns_of(rows)
 
 
 def _one_rollout(
@@ -160,7 +160,8 @@ def _one_rollout(
     return steps
 
 
-def _columns(rows: list[dict]) -> dict[str, np.ndarray]:
+def columns_of(rows: list[dict]) -> dict[str, np.ndarray]:
+    """Step-row dicts -> (rows,) columns: labels and rewards as float64, `good` as bool, the rest object."""
     columns = {}
     for key in rows[0]:
         column = np.empty(len(rows), dtype=object)
@@ -198,4 +199,4 @@ def write_rows(path: str | os.PathLike, columns: dict[str, np.ndarray]) -> None:
 def read_rows(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Rows written by `write_rows` (d = Infinity for unreachable states survives the round trip)."""
     with gzip.open(path, "rt") as stream:
-        return _columns([json.loads(line) for line in stream if line.strip()])
+        return columns_of([json.loads(line) for line in stream if line.strip()])
