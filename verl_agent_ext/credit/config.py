@@ -25,7 +25,7 @@ SCPO_SEGMENTS = SEGMENTS
 SCPO_BACKENDS = BACKENDS
 EMPG_BASES = ("grpo", "gigpo", "scpo")
 # Default SCPO threshold per matcher: embedding and static chosen with `credit-eval` on seeds 0-4 (docs/credit.md).
-DEFAULT_THETA = {"embedding": 0.95, "static": 0.995, "cross_encoder": 0.6, "exact": 0.5, "difflib": 0.8}
+DEFAULT_THETA = {"embedding": 0.95, "static": 0.99, "cross_encoder": 0.6, "exact": 0.5, "difflib": 0.8}
 
 
 @dataclass(frozen=True)

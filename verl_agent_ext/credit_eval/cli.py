@@ -200,10 +200,9 @@ def paraphrased(batches: dict) -> dict:
 
 def roll_out(args: argparse.Namespace) -> tuple[dict, object]:
     """Labelled rollouts per (epsilon, seed), with a progress bar; returns them and the oracle (its counters)."""
-    from tqdm import tqdm
 
     from verl_agent_ext.credit_eval.oracle import PlanOracle, default_cache_dir
-    from verl_agent_ext.credit_eval.rollouts import RolloutSpec, rollout_rows
+    from verl_agent_ext.credit_eval.rollouts import rollout_rows
     from verl_agent_ext.envs.alfworld.env import AlfworldEnv
     from verl_agent_ext.envs.play_cli import SETUPS
 
@@ -213,38 +212,45 @@ def roll_out(args: argparse.Namespace) -> tuple[dict, object]:
         pool = [task for task in pool if task.task_type in wanted]
     oracle = PlanOracle(None if args.no_cache else default_cache_dir())
     env = AlfworldEnv(max_steps=args.max_steps)
+
+    def play(spec, bar) -> dict:
+        rows = rollout_rows(spec, pool, env, oracle, progress=bar.update)
+        bar.set_postfix(planner=oracle.planner_calls, cached=oracle.prefix_hits + oracle.state_hits)
+        oracle.save()
+        return rows
+
+    batches = play_batches(args, play)
+    env.close()
+    return batches, oracle
+
+
+def play_batches(args: argparse.Namespace, play) -> dict:
+    """`play(spec, progress_bar)` -> labelled rows, for every (epsilon, seed) of the command line."""
+    from tqdm import tqdm
+
+    from verl_agent_ext.credit_eval.rollouts import RolloutSpec
+
     batches = {}
     total = len(args.epsilon) * len(args.seed) * args.tasks * args.group_size
     with tqdm(total=total, desc="rollouts (epsilon-expert, labelled)", unit="episode") as bar:
         for epsilon in args.epsilon:
             for seed in args.seed:
                 spec = RolloutSpec(epsilon, seed, args.tasks, args.group_size, args.max_steps)
-                batches[epsilon, seed] = rollout_rows(spec, pool, env, oracle, progress=bar.update)
-                bar.set_postfix(planner=oracle.planner_calls, cached=oracle.prefix_hits + oracle.state_hits)
-                oracle.save()
-    env.close()
-    return batches, oracle
+                batches[epsilon, seed] = play(spec, bar)
+    return batches
 
 
 def roll_out_webshop(args: argparse.Namespace) -> tuple[dict, object]:
     """Labelled WebShop rollouts per (epsilon, seed) on the generated catalog's goals the expert solves."""
-    from tqdm import tqdm
 
     from verl_agent_ext.credit_eval.oracle import PlanOracle
-    from verl_agent_ext.credit_eval.rollouts import RolloutSpec
     from verl_agent_ext.credit_eval.webshop import rollout_rows, solvable_tasks
     from verl_agent_ext.envs.webshop.env import WebShopEnv
     from verl_agent_ext.envs.webshop.tasks import list_tasks
 
     env = WebShopEnv(max_steps=args.max_steps)
     pool = solvable_tasks(env, list_tasks(args.split), args.max_steps)
-    batches = {}
-    total = len(args.epsilon) * len(args.seed) * args.tasks * args.group_size
-    with tqdm(total=total, desc="rollouts (epsilon-expert, labelled)", unit="episode") as bar:
-        for epsilon in args.epsilon:
-            for seed in args.seed:
-                spec = RolloutSpec(epsilon, seed, args.tasks, args.group_size, args.max_steps)
-                batches[epsilon, seed] = rollout_rows(spec, pool, env, progress=bar.update)
+    batches = play_batches(args, lambda spec, bar: rollout_rows(spec, pool, env, progress=bar.update))
     return batches, PlanOracle(None)  # no planner: the oracle's counters stay 0
 
 

@@ -33,7 +33,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from verl_agent_ext.credit_eval.rollouts import RolloutSpec, choose_tasks, columns_of, mixture_entropy
+from verl_agent_ext.credit_eval.rollouts import (
+    RolloutSpec,
+    choose_tasks,
+    columns_of,
+    finish_episode,
+    labelled_step,
+    mixture_entropy,
+)
 from verl_agent_ext.envs.base import Task
 from verl_agent_ext.envs.webshop.env import SEARCH_TEMPLATE, WebShopEnv
 from verl_agent_ext.envs.webshop.policies import WebShopExpert, instruction_query
@@ -286,39 +293,12 @@ def _one_rollout(env, task, uid, traj_uid, spec, rng, writer, other_attributes) 
         d_before = path.distance(session)
         result = env.step(action)
         d_after = 0.0 if result.won else path.distance(env.session)
-        progress = 0.0 if d_before == d_after else d_before - d_after
-        steps.append(
-            {
-                "uid": uid,
-                "traj_uid": traj_uid,
-                "step_index": step_index,
-                "anchor_obs": observation.anchor,
-                "action_text": action,
-                "step_reward": float(result.reward),
-                "is_action_valid": not result.invalid,
-                "task_type": task.task_type,
-                "step_entropy": mixture_entropy(len(admissible), True, spec.epsilon),
-                "next_anchor_obs": result.observation.anchor,
-                "d_before": d_before,
-                "d_after": d_after,
-                "progress": progress,
-                "good": (not result.invalid) and d_after < d_before,
-                "task_id": task.task_id,
-                "query_style": style,
-            }
+        entropy = mixture_entropy(len(admissible), True, spec.epsilon)
+        row = labelled_step(
+            (uid, traj_uid, step_index), task, observation, action, result, entropy, (d_before, d_after)
         )
+        steps.append({**row, "query_style": style})
         observation = result.observation
         if result.done:
             break
-    won = bool(result.won)
-    episode_return = float(sum(step["step_reward"] for step in steps))
-    for step in steps:
-        step.update(
-            episode_success=won,
-            episode_return=episode_return,
-            episode_length=len(steps),
-            episode_truncated=not won,
-            seed=spec.seed,
-            epsilon=spec.epsilon,
-        )
-    return steps
+    return finish_episode(steps, result.won, spec)
