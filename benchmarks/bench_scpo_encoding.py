@@ -56,7 +56,14 @@ def options(threads: int | None) -> dict[str, tuple[Callable[[], Matcher], float
             lambda: EmbeddingMatcher(threads=threads, segments="separate", backend="onnx_int8"),
             EMBEDDING,
         ),
-        "static (distilled MiniLM)": (lambda: StaticEmbeddingMatcher(threads=threads), STATIC),
+        "static plain (distilled MiniLM, the default before the sif variant)": (
+            lambda: StaticEmbeddingMatcher(threads=threads, variant="plain"),
+            0.995,
+        ),
+        "static sif (centred + PCA + Zipf-SIF weights)": (
+            lambda: StaticEmbeddingMatcher(threads=threads, variant="sif"),
+            STATIC,
+        ),
     }
 
 

@@ -8,7 +8,6 @@
 set -euo pipefail
 exec bash "$(dirname "${BASH_SOURCE[0]}")/../recipe/scpo/launch.sh" \
   algorithm.adv_estimator=scpo \
-  algorithm.scpo.matcher=static \
   algorithm.gigpo.mode=mean_norm \
   trainer.experiment_name=scpo_alfworld_qwen2.5_1.5b \
   -- "$@"

@@ -90,6 +90,16 @@ def test_step_text_options():
     batch = hand_batch()
     assert step_texts(batch, "obs_action")[0] == "o0\nA"
     assert step_texts(batch, "obs")[0] == "o0" and step_texts(batch, "action")[0] == "A"
+    with pytest.raises(ValueError, match="obs_response needs each step's response text"):
+        step_texts(batch, "obs_response")
+    responses = [f"<think>t{i}</think><action>{a}</action>" for i, a in enumerate(batch.action_text)]
+    with_responses = StepBatch(**{**batch.__dict__, "response_text": np.asarray(responses, dtype=object)})
+    assert step_texts(with_responses, "obs_response")[0] == "o0\n<think>t0</think><action>A</action>"
+    result = compute_scpo(with_responses, SCPOConfig(matcher="exact", step_text="obs_response"))
+    assert np.isfinite(result.advantage).all()
+    # matcher=auto: exact string matching, static vectors for free-text responses
+    assert SCPOConfig().matcher == "exact" and SCPOConfig(step_text="obs_response").matcher == "static"
+    assert SCPOConfig(step_text="obs_response").theta == 0.99
 
 
 def test_scpo_keys_override_gigpo_keys_and_bad_values_list_valid_ones():
@@ -97,7 +107,7 @@ def test_scpo_keys_override_gigpo_keys_and_bad_values_list_valid_ones():
     assert parsed.gigpo.step_advantage_w == 0.5 and parsed.gigpo.gamma == 0.9
     with pytest.raises(ValueError, match=r"valid: \['longest', 'shortest', 'all'\]"):
         scpo_config_from({"scpo": {"reference": "median"}})
-    with pytest.raises(ValueError, match=r"valid: \['embedding', 'static', 'cross_encoder', 'exact', 'difflib'\]"):
+    with pytest.raises(ValueError, match=r"valid: \['auto', 'embedding', 'static', 'cross_encoder', 'exact', 'difflib'\]"):
         scpo_config_from({"scpo": {"matcher": "bm25"}})
     with pytest.raises(ValueError, match="theta"):
         SCPOConfig(theta=1.0)
@@ -210,7 +220,7 @@ def test_real_encoder_credits_a_paraphrased_step():
     assert result.credit[:2].sum() == 0
 
 
-@pytest.mark.parametrize("matcher", ["static", "embedding"])  # the default, and the MiniLM bi-encoder
+@pytest.mark.parametrize("matcher", ["static", "embedding"])  # obs_response's default, and the bi-encoder
 @settings(max_examples=15, deadline=None)
 @given(batch=step_batches(max_groups=2))
 def test_properties_hold_with_the_real_encoder(matcher, batch):

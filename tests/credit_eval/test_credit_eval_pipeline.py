@@ -6,6 +6,7 @@ Checks the pipeline, never which estimator wins.
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -85,6 +86,34 @@ def test_command_writes_table_json_and_plot(games, tmp_path, monkeypatch, capsys
     grpo = json.loads((again / "credit_eval.json").read_text())["estimators"]["grpo"]
     assert grpo["auc_all"] == pytest.approx(result["estimators"]["grpo"]["auc_all"])
     assert grpo["rows"] == result["rollouts"]["rows"]
+
+
+def test_paraphrase_mode_rewrites_texts_per_trajectory_and_keeps_labels(games, tmp_path):
+    from verl_agent_ext.credit_eval.paraphrase import STYLES, paraphrase_rows
+    from verl_agent_ext.credit_eval.rollouts import read_rows
+
+    out = tmp_path / "rows"
+    args = ["credit-eval", "--games", str(games), "--estimators", "grpo", "--epsilon", "0.5", "--tasks", "2"]
+    args += ["--group-size", "4", "--max-steps", "6", "--seed", "0", "--bootstrap", "0", "--no-cache"]
+    assert main([*args, "--out", str(out)]) == 0
+    rows = read_rows(out / "rows.jsonl.gz")
+    para = paraphrase_rows(rows, seed=0)
+    for key in ("good", "progress", "uid", "traj_uid", "step_index", "episode_success"):
+        assert np.array_equal(para[key], rows[key])
+    assert set(para["paraphrase_style"]) <= set(STYLES) and len(set(para["paraphrase_style"])) > 1
+    for traj in set(rows["traj_uid"]):  # one style per trajectory
+        assert len(set(para["paraphrase_style"][rows["traj_uid"] == traj])) == 1
+    rewritten = para["paraphrase_style"] != "template"
+    assert (para["action_text"][rewritten] != rows["action_text"][rewritten]).mean() > 0.9
+    for before, after in zip(rows["anchor_obs"], para["anchor_obs"], strict=True):  # numbered things survive
+        assert sorted(re.findall(r"[a-z]+ \d+", before)) == sorted(re.findall(r"[a-z]+ \d+", after))
+
+    scored = tmp_path / "scored"
+    estimators = "scpo:scpo.matcher=exact,scpo:scpo.matcher=static"
+    command = ["credit-eval", "--rows", str(out / "rows.jsonl.gz"), "--paraphrase", "--estimators", estimators]
+    assert main([*command, "--bootstrap", "0", "--out", str(scored)]) == 0
+    result = json.loads((scored / "credit_eval.json").read_text())
+    assert result["settings"]["paraphrase"] and set(result["estimators"]) == set(estimators.split(","))
 
 
 def test_unknown_estimator_lists_the_registered_ones(tmp_path, capsys):

@@ -108,3 +108,29 @@ def test_onnx_export_leaves_the_shared_torch_model_in_eval_mode(tmp_path):
     _export(None, tmp_path / "model.onnx")
     transformer = load_bi_encoder(None, "cpu")[0].auto_model
     assert not any(module.training for module in transformer.modules())
+
+
+def test_static_variants_centre_the_vectors_and_share_a_persisted_token_table(tmp_path, monkeypatch):
+    from verl_agent_ext.semantic.static import STATIC_VARIANTS, StaticTable, sif_weights
+
+    texts = ["go to fridge 1", "walk over to the fridge 1", "open drawer 3", "You arrive at cabinet 2."]
+    scores = {variant: StaticEmbeddingMatcher(variant=variant).similarity(texts, texts) for variant in STATIC_VARIANTS}
+    for matrix in scores.values():
+        np.testing.assert_allclose(np.diag(matrix), 1.0, atol=1e-5)
+    # raw one-token outputs share a common component: centring spreads unrelated pairs further apart
+    assert scores["pca"][0, 2] < scores["plain"][0, 2] and scores["sif"][0, 3] < scores["plain"][0, 3]
+    assert scores["sif"][0, 1] > scores["sif"][0, 2]  # a paraphrase above an unrelated action
+    weights = sif_weights(30522, 1e-4)
+    assert weights[2000] < weights[20000] < 1.0  # frequent (low-rank) tokens weigh less
+
+    # the token table persists in the cache folder: a new process (a fresh table) distils nothing it stored
+    monkeypatch.setenv("VERL_AGENT_EXT_CACHE", str(tmp_path))
+    ids = load_bi_encoder().tokenizer(texts, add_special_tokens=False)["input_ids"]
+    first = StaticTable(None)
+    rows = first.vectors(ids).copy()
+    assert first.distilled > 0 and first.path.is_file() and str(first.path).startswith(str(tmp_path))
+    second = StaticTable(None)
+    np.testing.assert_array_equal(second.vectors(ids), rows)
+    assert second.distilled == 0
+    with pytest.raises(ValueError, match=r"valid: \['sif', 'pca', 'plain'\]"):
+        StaticEmbeddingMatcher(variant="zipf")

@@ -138,7 +138,7 @@ def test_scpo_credits_the_failed_step_that_repeats_the_success():
 
 def test_scpo_matches_with_real_encoder_by_default_model():
     token_level_rewards, response_mask, non_tensor_batch = rollout_batch()
-    config = {"gamma": 0.95, "scpo": {"theta": 0.8, "alpha": 1.0}}  # default matcher: static MiniLM vectors
+    config = {"gamma": 0.95, "scpo": {"theta": 0.8, "alpha": 1.0, "matcher": "static"}}  # static MiniLM vectors
     advantages, returns, diagnostics = compute_step_advantage(
         "scpo", token_level_rewards, response_mask, None, config, non_tensor_batch
     )

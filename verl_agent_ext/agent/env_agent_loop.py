@@ -11,12 +11,14 @@ response ids are the engine's, never re-encoded) -> `parse_action` on the decode
 Each output's `extra_fields` carries the estimator contract (same keys on every output):
     traj_uid (str), step_index (int), anchor_obs (str), next_anchor_obs (str: the anchor after the step, the
     terminal observation on the last step), action_text (str), step_reward (float, env reward of the
-    step, no penalty), is_action_valid (bool), episode_success (bool), plus task_type (str), episode_length
-    (int), episode_truncated (bool: cut by the step limit, or by a crashed env worker, which the pool restarts),
-    reward_extra_info (dict: acc = success, success, episode_length, episode_return, truncated, score = the env's
-    raw score where it has one, e.g. WebShop, else success; verl's V1 trainer reports it in validation from each
-    session's last row, and counts a session that raised as acc=0, so `val-core/<data_source>/acc/mean@n` is the
-    success rate over all sessions) and the engine's own extra fields (min/max_global_steps).
+    step, no penalty), is_action_valid (bool), episode_success (bool), response_text (str: the decoded response,
+    its last MAX_RESPONSE_TEXT_CHARS characters, for SCPO's step_text=obs_response), plus task_type (str),
+    episode_length (int), episode_truncated (bool: cut by the step limit, or by a crashed env worker, which the
+    pool restarts), reward_extra_info (dict: acc = success, success, episode_length, episode_return, truncated,
+    score = the env's raw score where it has one, e.g. WebShop, else success; verl's V1 trainer reports it in
+    validation from each session's last row, and counts a session that raised as acc=0, so
+    `val-core/<data_source>/acc/mean@n` is the success rate over all sessions) and the engine's own extra fields
+    (min/max_global_steps).
 `reward_score` of every output is the episode return (sum of env rewards), so verl puts it on the last
 response token (`rm_scores`) of every step sample and skips its reward manager for these rows.
 
@@ -63,6 +65,7 @@ from verl_agent_ext.agent.branching import branching_plan, play_branching
 from verl_agent_ext.agent.config import EnvLoopConfig
 from verl_agent_ext.agent.env_sessions import EnvLeaser, EnvSession, shared_env_pool
 from verl_agent_ext.agent.prompt import step_messages, window_prompt
+from verl_agent_ext.credit.batch import MAX_RESPONSE_TEXT_CHARS, RESPONSE_TEXT_KEY
 from verl_agent_ext.envs.base import Observation, ParsedAction, StepResult, Task, Turn
 
 
@@ -109,6 +112,7 @@ class _Step:
     anchor_obs: str
     next_anchor_obs: str
     action_text: str
+    response_text: str
     reward: float
     valid: bool
     generate_seconds: float
@@ -124,6 +128,7 @@ class _Decision:
     response_ids: list[int]
     response_logprobs: list[float] | None
     parsed: ParsedAction
+    response_text: str
     generate_seconds: float
     num_preempted: int
     engine_fields: dict[str, Any]
@@ -141,6 +146,7 @@ class _Decision:
             anchor_obs=observation.anchor,
             next_anchor_obs=result.observation.anchor,
             action_text=self.parsed.action,
+            response_text=self.response_text[-MAX_RESPONSE_TEXT_CHARS:],
             reward=float(result.reward),
             valid=self.parsed.valid and not result.invalid,
             generate_seconds=self.generate_seconds,
@@ -228,6 +234,7 @@ class EnvAgentLoop(AgentLoopBase):
             response_ids=response_ids,
             response_logprobs=response_logprobs(generated, response_ids, sampling_params),
             parsed=env.parse_action(response_text, observation),
+            response_text=response_text,
             generate_seconds=generate_seconds,
             num_preempted=generated.num_preempted if generated.num_preempted is not None else -1,
             engine_fields=dict(generated.extra_fields),
@@ -296,6 +303,7 @@ class EnvAgentLoop(AgentLoopBase):
             "anchor_obs": step.anchor_obs,
             "next_anchor_obs": step.next_anchor_obs,
             "action_text": step.action_text,
+            RESPONSE_TEXT_KEY: step.response_text,
             "step_reward": step.reward,
             "is_action_valid": step.valid,
             "episode_success": bool(reward_extra_info["success"]),

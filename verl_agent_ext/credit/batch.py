@@ -22,7 +22,8 @@ class StepBatch:
     step, without any invalid-action penalty. is_action_valid: False when the action was unparseable or not
     admissible. episode_return: undiscounted env return of the step's trajectory (same value on all its rows).
     episode_success: outcome of the step's trajectory. anchor_obs: raw env observation at that step (no prompt,
-    no history). action_text: the action the model took at that step.
+    no history). action_text: the action the model took at that step. response_text (optional, "" when not
+    recorded): the model's full response at that step (thought and action), for SCPO's `step_text=obs_response`.
     """
 
     uid: np.ndarray
@@ -34,8 +35,11 @@ class StepBatch:
     episode_success: np.ndarray
     anchor_obs: np.ndarray
     action_text: np.ndarray
+    response_text: np.ndarray | None = None
 
     def __post_init__(self) -> None:
+        if self.response_text is None:
+            object.__setattr__(self, "response_text", np.full(len(self.uid), "", dtype=object))
         lengths = {name: len(getattr(self, name)) for name in STEP_BATCH_FIELDS}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"StepBatch columns must all have the same length, got {lengths}")
@@ -56,6 +60,7 @@ class StepBatch:
         episode_success: Sequence[bool] | None = None,
         anchor_obs: Sequence[str] | None = None,
         action_text: Sequence[str] | None = None,
+        response_text: Sequence[str] | None = None,
     ) -> StepBatch:
         """Build a batch from plain sequences, filling optional columns with their natural defaults.
 
@@ -81,6 +86,7 @@ class StepBatch:
             episode_success=returns > 0 if episode_success is None else bool_column("episode_success", episode_success),
             anchor_obs=_text_column(anchor_obs, n),
             action_text=_text_column(action_text, n),
+            response_text=_text_column(response_text, n),
         )
         check_structure(batch)
         refuse_nonfinite(batch, {"step_reward": batch.step_reward, "episode_return": batch.episode_return})
@@ -104,6 +110,10 @@ REQUIRED_METADATA_KEYS = (
     "is_action_valid",
     "episode_success",
 )
+RESPONSE_TEXT_KEY = "response_text"
+"""Optional `non_tensor_batch` key: the model's full response per step (the agent loop fills it)."""
+MAX_RESPONSE_TEXT_CHARS = 2048
+"""The agent loop keeps the last this many characters of a response (the action comes last), bounding row size."""
 
 
 NONFINITE_POLICIES = ("raise", "mask")
@@ -195,6 +205,7 @@ def checked_step_batch(
         episode_success=bool_column("episode_success", metadata["episode_success"]),
         anchor_obs=_text_column(metadata["anchor_obs"], n),
         action_text=_text_column(metadata["action_text"], n),
+        response_text=_text_column(metadata.get(RESPONSE_TEXT_KEY), n),
     )
     check_structure(batch)
     active = np.ones(n, dtype=bool) if active is None else np.asarray(active, dtype=bool)

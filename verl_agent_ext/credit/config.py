@@ -17,19 +17,22 @@ from verl_agent_ext.credit.batch import NONFINITE_POLICIES, strict_bool
 from verl_agent_ext.semantic.encoder import SEGMENTS
 from verl_agent_ext.semantic.models import resolve_device
 from verl_agent_ext.semantic.onnx_runtime import BACKENDS
+from verl_agent_ext.semantic.static import STATIC_VARIANTS
 
 EPISODE_NORM_OVER = ("steps", "trajectories")
 GIGPO_MODES = ("mean_norm", "mean_std_norm")
 SIMILARITIES = ("exact", "difflib", "static", "embedding", "cross_encoder")
 SCPO_REFERENCES = ("longest", "shortest", "all")
-SCPO_STEP_TEXTS = ("obs_action", "action", "obs")
-SCPO_MATCHERS = ("embedding", "static", "cross_encoder", "exact", "difflib")
+SCPO_STEP_TEXTS = ("obs_action", "obs_response", "action", "obs")
+SCPO_MATCHERS = ("auto", "embedding", "static", "cross_encoder", "exact", "difflib")
 SCPO_ALPHA_SCALES = ("reward", "success_return")
 SCPO_SEGMENTS = SEGMENTS
 SCPO_BACKENDS = BACKENDS
 EMPG_BASES = ("grpo", "gigpo", "scpo")
 # Default SCPO threshold per matcher: embedding and static chosen with `credit-eval` on seeds 0-4 (docs/credit.md).
-DEFAULT_THETA = {"embedding": 0.95, "static": 0.995, "cross_encoder": 0.6, "exact": 0.5, "difflib": 0.8}
+# `matcher=auto` (the default) is exact string matching, except for step_text=obs_response (free text that rarely
+# repeats verbatim), which gets the static matcher: exact was best or tied on every text kind measured.
+DEFAULT_THETA = {"embedding": 0.95, "static": 0.99, "cross_encoder": 0.6, "exact": 0.5, "difflib": 0.8}
 
 
 @dataclass(frozen=True)
@@ -96,13 +99,18 @@ class SCPOConfig:
         "success_return" (u = the largest episode return among the group's successes: alpha is a fraction of a
         success, the same on every reward scale).
     reference: which successful sibling(s) of the group: longest, shortest, or all (credit = best over them).
-    step_text: text compared per step: observation + action, action only, or observation only.
-    matcher: static (token vectors distilled from the bi-encoder; the default: as good as `embedding` on the
-        credit-eval oracle at 1/30 of the cost), embedding (bi-encoder cosine), cross_encoder, exact, or difflib.
+    step_text: text compared per step: observation + action, observation + the model's full response (thought and
+        action; needs the agent loop's `response_text`), action only, or observation only.
+    matcher: auto (the default: exact, or static for step_text=obs_response; on credit-eval's oracle exact was
+        best on ALFWorld's templates and tied with every embedding matcher on paraphrased ALFWorld and WebShop,
+        docs/credit.md), exact, static (token vectors distilled from the bi-encoder), embedding (bi-encoder
+        cosine), cross_encoder, or difflib.
     model: matcher model name or path (None: all-MiniLM-L6-v2 shipped offline).
     segments: embedding matcher only: "joint" embeds the joined observation + action text, "separate" embeds
         observations and actions once each and combines them (semantic/encoder.py `combine_segments`).
     backend: embedding matcher only: "torch", or the same model on ONNX Runtime, "onnx" / "onnx_int8".
+    static_variant: static matcher only: "sif" (centred + PCA + Zipf/SIF token weights, model2vec's recipe),
+        "pca" (centred + PCA) or "plain" (raw distilled vectors); semantic/static.py.
     gigpo: the GiGPO settings underneath (keys of `algorithm.gigpo`, overridable inside `algorithm.scpo`).
     Defaults are justified in docs/credit.md.
     """
@@ -112,17 +120,21 @@ class SCPOConfig:
     alpha_scale: str = "success_return"
     reference: str = "all"
     step_text: str = "obs_action"
-    matcher: str = "static"
+    matcher: str = "auto"
     model: str | None = None
     segments: str = "joint"
     backend: str = "torch"
+    static_variant: str = "sif"
     gigpo: GiGPOConfig = field(default_factory=GiGPOConfig)
 
     def __post_init__(self) -> None:
         check_types(self, "scpo")
+        _check_choice("scpo.static_variant", self.static_variant, STATIC_VARIANTS)
         _check_choice("scpo.reference", self.reference, SCPO_REFERENCES)
         _check_choice("scpo.step_text", self.step_text, SCPO_STEP_TEXTS)
         _check_choice("scpo.matcher", self.matcher, SCPO_MATCHERS)
+        if self.matcher == "auto":
+            object.__setattr__(self, "matcher", "static" if self.step_text == "obs_response" else "exact")
         _check_choice("scpo.alpha_scale", self.alpha_scale, SCPO_ALPHA_SCALES)
         _check_choice("scpo.segments", self.segments, SCPO_SEGMENTS)
         _check_choice("scpo.backend", self.backend, SCPO_BACKENDS)

@@ -29,16 +29,13 @@ from verl_agent_ext.semantic import Matcher, shared_matcher
 
 
 def step_texts(batch: StepBatch, step_text: str) -> np.ndarray:
-    """The text compared per step: "obs_action" (observation, newline, action), "action" or "obs". (n,)."""
-    if step_text == "action":
-        return batch.action_text
-    if step_text == "obs":
-        return batch.anchor_obs
-    return batch.anchor_obs + "\n" + batch.action_text
+    """The text compared per step (n,): the newline-joined `step_parts`."""
+    return np.asarray(["\n".join(parts) for parts in step_parts(batch, step_text)], dtype=object)
 
 
 def step_parts(batch: StepBatch, step_text: str) -> list[tuple[str, ...]]:
-    """The compared step as its parts: (observation, action), (action,) or (observation,). (n,) tuples.
+    """The compared step as its parts (n tuples): "obs_action" (observation, action), "obs_response" (observation,
+    the model's full response), "action" (action,) or "obs" (observation,).
 
     Joined with a newline they are `step_texts`; an encoder may instead embed each part once (matcher option).
     """
@@ -46,6 +43,13 @@ def step_parts(batch: StepBatch, step_text: str) -> list[tuple[str, ...]]:
         return [(action,) for action in batch.action_text]
     if step_text == "obs":
         return [(obs,) for obs in batch.anchor_obs]
+    if step_text == "obs_response":
+        if len(batch) and not any(batch.response_text):
+            raise ValueError(
+                "scpo.step_text=obs_response needs each step's response text (non_tensor_batch key "
+                "'response_text', recorded by the verl_agent_ext agent loop); these rows have none"
+            )
+        return list(zip(batch.anchor_obs, batch.response_text, strict=True))
     return list(zip(batch.anchor_obs, batch.action_text, strict=True))
 
 
@@ -178,6 +182,7 @@ def compute_scpo(batch: StepBatch, config: SCPOConfig | None = None, matcher: Ma
         threads=gigpo.threads,
         segments=config.segments,
         backend=config.backend,
+        variant=config.static_variant,
     )
     unit = alpha_unit(batch, layout, config.alpha_scale)
     credit, scpo_diagnostics = semantic_credit(batch, layout, config, matcher, effective=unit > 0)

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-ENVIRONMENTS = ("alfworld",)
+ENVIRONMENTS = ("alfworld", "webshop")
 
 
 def _floats(text: str) -> list[float]:
@@ -35,7 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="credit quality of advantage estimators against the planner's oracle labels (AUC, shares, Spearman)",
         description=__doc__.splitlines()[0],
     )
-    parser.add_argument("--env", default="alfworld", help="environment (default alfworld; the only one so far)")
+    parser.add_argument(
+        "--env",
+        default="alfworld",
+        help="alfworld (planner oracle) or webshop (expert-path oracle, generated catalog, varied search queries; "
+        "credit_eval/webshop.py); default alfworld",
+    )
     parser.add_argument(
         "--estimators",
         default="grpo,gigpo,scpo",
@@ -47,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--group-size", type=int, default=8, help="rollouts per task (default 8)")
     parser.add_argument("--max-steps", type=int, default=30, help="step limit per rollout (default 30)")
     parser.add_argument("--seed", type=_ints, default=[0], help="seed(s): which games and random actions, e.g. 0,1,2")
-    parser.add_argument("--split", default="train", help="alfworld split of the games (default train)")
+    parser.add_argument("--split", default="train", help="split of the games / goals (default train)")
     parser.add_argument("--games", default=None, help="alfworld: folder of games (default: the cached generated set)")
     parser.add_argument("--official", action="store_true", help="alfworld: the official split under $ALFWORLD_DATA")
     parser.add_argument(
@@ -71,6 +76,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="evaluate the labelled rows of an earlier run (its DIR/rows.jsonl.gz) instead of rolling out; "
         "epsilons and seeds come from the file",
+    )
+    parser.add_argument(
+        "--paraphrase",
+        action="store_true",
+        help="alfworld: render each trajectory's observations and actions in one of several paraphrase styles, "
+        "drawn per trajectory from the batch's seed (credit_eval/paraphrase.py); labels unchanged",
     )
     parser.add_argument("--out", required=True, help="output folder for credit_eval.json and credit_eval.png")
     parser.set_defaults(func=run)
@@ -99,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
     from verl_agent_ext.credit_eval.estimators import algorithm_config, parse_estimators
     from verl_agent_ext.envs.alfworld.generator import TASK_TYPES
 
+    if args.env != "alfworld" and (args.task_types or args.games or args.official or args.paraphrase):
+        raise UserError("--task-types, --games, --official and --paraphrase apply to --env alfworld only")
     unknown = sorted(set(args.task_types.split(",")) - set(TASK_TYPES)) if args.task_types else []
     if unknown:
         raise UserError(f"unknown ALFWorld task types {unknown}; valid names: {list(TASK_TYPES)}")
@@ -127,9 +140,11 @@ def evaluate_command(args: argparse.Namespace, specs: list, algorithms: dict) ->
         args.seed = sorted({seed for _, seed in batches})
     else:
         start = time.perf_counter()
-        batches, oracle = roll_out(args)
+        batches, oracle = roll_out_webshop(args) if args.env == "webshop" else roll_out(args)
         rollout_seconds = time.perf_counter() - start
         write_rows(out / "rows.jsonl.gz", concat_rows(list(batches.values())))
+    if args.paraphrase:
+        batches = paraphrased(batches)
     rows = sum(len(batch["uid"]) for batch in batches.values())
 
     results = {
@@ -151,6 +166,7 @@ def evaluate_command(args: argparse.Namespace, specs: list, algorithms: dict) ->
             "task_types": args.task_types,
             "set": args.settings,
             "bootstrap": args.bootstrap,
+            "paraphrase": args.paraphrase,
         },
         "load_average": list(os.getloadavg()),
         "rollouts": {
@@ -178,12 +194,21 @@ def evaluate_command(args: argparse.Namespace, specs: list, algorithms: dict) ->
     )
 
 
+def paraphrased(batches: dict) -> dict:
+    """Each (epsilon, seed) batch with its texts in per-trajectory paraphrase styles drawn from its seed."""
+    from verl_agent_ext.credit_eval.paraphrase import paraphrase_rows
+    from verl_agent_ext.errors import UserError
+
+    if any("paraphrase_style" in batch for batch in batches.values()):
+        raise UserError("--paraphrase: these rows are paraphrased already (they have a paraphrase_style column)")
+    return {key: paraphrase_rows(batch, seed=key[1]) for key, batch in batches.items()}
+
+
 def roll_out(args: argparse.Namespace) -> tuple[dict, object]:
     """Labelled rollouts per (epsilon, seed), with a progress bar; returns them and the oracle (its counters)."""
-    from tqdm import tqdm
 
     from verl_agent_ext.credit_eval.oracle import PlanOracle, default_cache_dir
-    from verl_agent_ext.credit_eval.rollouts import RolloutSpec, rollout_rows
+    from verl_agent_ext.credit_eval.rollouts import rollout_rows
     from verl_agent_ext.envs.alfworld.env import AlfworldEnv
     from verl_agent_ext.envs.play_cli import SETUPS
 
@@ -193,17 +218,46 @@ def roll_out(args: argparse.Namespace) -> tuple[dict, object]:
         pool = [task for task in pool if task.task_type in wanted]
     oracle = PlanOracle(None if args.no_cache else default_cache_dir())
     env = AlfworldEnv(max_steps=args.max_steps)
+
+    def play(spec, bar) -> dict:
+        rows = rollout_rows(spec, pool, env, oracle, progress=bar.update)
+        bar.set_postfix(planner=oracle.planner_calls, cached=oracle.prefix_hits + oracle.state_hits)
+        oracle.save()
+        return rows
+
+    batches = play_batches(args, play)
+    env.close()
+    return batches, oracle
+
+
+def play_batches(args: argparse.Namespace, play) -> dict:
+    """`play(spec, progress_bar)` -> labelled rows, for every (epsilon, seed) of the command line."""
+    from tqdm import tqdm
+
+    from verl_agent_ext.credit_eval.rollouts import RolloutSpec
+
     batches = {}
     total = len(args.epsilon) * len(args.seed) * args.tasks * args.group_size
     with tqdm(total=total, desc="rollouts (epsilon-expert, labelled)", unit="episode") as bar:
         for epsilon in args.epsilon:
             for seed in args.seed:
                 spec = RolloutSpec(epsilon, seed, args.tasks, args.group_size, args.max_steps)
-                batches[epsilon, seed] = rollout_rows(spec, pool, env, oracle, progress=bar.update)
-                bar.set_postfix(planner=oracle.planner_calls, cached=oracle.prefix_hits + oracle.state_hits)
-                oracle.save()
-    env.close()
-    return batches, oracle
+                batches[epsilon, seed] = play(spec, bar)
+    return batches
+
+
+def roll_out_webshop(args: argparse.Namespace) -> tuple[dict, object]:
+    """Labelled WebShop rollouts per (epsilon, seed) on the generated catalog's goals the expert solves."""
+
+    from verl_agent_ext.credit_eval.oracle import PlanOracle
+    from verl_agent_ext.credit_eval.webshop import rollout_rows, solvable_tasks
+    from verl_agent_ext.envs.webshop.env import WebShopEnv
+    from verl_agent_ext.envs.webshop.tasks import list_tasks
+
+    env = WebShopEnv(max_steps=args.max_steps)
+    pool = solvable_tasks(env, list_tasks(args.split), args.max_steps)
+    batches = play_batches(args, lambda spec, bar: rollout_rows(spec, pool, env, progress=bar.update))
+    return batches, PlanOracle(None)  # no planner: the oracle's counters stay 0
 
 
 def estimator_results(spec, algorithm, batches: dict, args: argparse.Namespace) -> dict:

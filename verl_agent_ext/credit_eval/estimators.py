@@ -18,8 +18,9 @@ import torch
 from verl_agent_ext.agent import EPISODE_KEYS
 from verl_agent_ext.credit import REQUIRED_METADATA_KEYS
 
-OPTIONAL_METADATA_KEYS = ("step_entropy", "next_anchor_obs")
-"""Columns the rollouts provide for estimators registered later (empg: step_entropy, sspo: next_anchor_obs)."""
+OPTIONAL_METADATA_KEYS = ("step_entropy", "next_anchor_obs", "response_text")
+"""Columns rollouts may provide for estimators registered later (empg: step_entropy, sspo: next_anchor_obs) and
+for SCPO's step_text=obs_response (response_text); those a set of rows lacks are left out."""
 
 UNAVAILABLE = {
     "istar": "it reads the implicit PRM's step rewards (prm_step_reward), which only training produces "
@@ -99,7 +100,7 @@ def estimator_advantages(
     from verl_agent_ext.local.batch import StepRows
 
     n = len(columns["uid"])
-    keys = (*REQUIRED_METADATA_KEYS, *EPISODE_KEYS, *OPTIONAL_METADATA_KEYS)
+    keys = (*REQUIRED_METADATA_KEYS, *EPISODE_KEYS, *(key for key in OPTIONAL_METADATA_KEYS if key in columns))
     rows = StepRows(
         prompts=[[0]] * n,
         responses=torch.zeros((n, 1), dtype=torch.long),

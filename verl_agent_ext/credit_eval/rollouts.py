@@ -92,7 +92,7 @@ def rollout_rows(
             rows.extend(_one_rollout(env, oracle, task, game, uid, f"{uid}-r{member}", spec, rng))
             if progress is not None:
                 progress()
-    return _columns(rows)
+    return columns_of(rows)
 
 
 def _one_rollout(
@@ -124,33 +124,50 @@ def _one_rollout(
         next_plan = [] if result.won else oracle.plan(env, game, prefix, None if result.invalid else plan)
         d_before = PlanOracle.distance(plan, won=False)
         d_after = PlanOracle.distance(next_plan, won=result.won)
-        steps.append(
-            {
-                "uid": uid,
-                "traj_uid": traj_uid,
-                "step_index": step_index,
-                "anchor_obs": observation.anchor,
-                "action_text": action,
-                "step_reward": float(result.reward),
-                "is_action_valid": not result.invalid,
-                "task_type": task.task_type,
-                "step_entropy": entropy,
-                "next_anchor_obs": result.observation.anchor,
-                "d_before": d_before,
-                "d_after": d_after,
-                "progress": 0.0 if d_before == d_after else d_before - d_after,
-                "good": (not result.invalid) and d_after < d_before,
-                "task_id": task.task_id,
-            }
-        )
+        ids = (uid, traj_uid, step_index)
+        steps.append(labelled_step(ids, task, observation, action, result, entropy, (d_before, d_after)))
         plan, observation = next_plan, result.observation
         if result.done:
             break
-    won = result.won
+    return finish_episode(steps, result.won, spec)
+
+
+def labelled_step(
+    ids: tuple[str, str, int],
+    task: Task,
+    observation,
+    action: str,
+    result,
+    entropy: float,
+    distances: tuple[float, float],
+) -> dict:
+    """One step row: ids = (uid, traj_uid, step_index), distances = (d_before, d_after) of the oracle."""
+    d_before, d_after = distances
+    return {
+        "uid": ids[0],
+        "traj_uid": ids[1],
+        "step_index": ids[2],
+        "anchor_obs": observation.anchor,
+        "action_text": action,
+        "step_reward": float(result.reward),
+        "is_action_valid": not result.invalid,
+        "task_type": task.task_type,
+        "step_entropy": entropy,
+        "next_anchor_obs": result.observation.anchor,
+        "d_before": d_before,
+        "d_after": d_after,
+        "progress": 0.0 if d_before == d_after else d_before - d_after,
+        "good": (not result.invalid) and d_after < d_before,
+        "task_id": task.task_id,
+    }
+
+
+def finish_episode(steps: list[dict], won: bool, spec: RolloutSpec) -> list[dict]:
+    """Adds the episode columns (outcome, return, length, seed, epsilon) to every step row of one rollout."""
     episode_return = float(sum(step["step_reward"] for step in steps))
     for step in steps:
         step.update(
-            episode_success=won,
+            episode_success=bool(won),
             episode_return=episode_return,
             episode_length=len(steps),
             episode_truncated=not won,
@@ -160,7 +177,8 @@ def _one_rollout(
     return steps
 
 
-def _columns(rows: list[dict]) -> dict[str, np.ndarray]:
+def columns_of(rows: list[dict]) -> dict[str, np.ndarray]:
+    """Step-row dicts -> (rows,) columns: labels and rewards as float64, `good` as bool, the rest object."""
     columns = {}
     for key in rows[0]:
         column = np.empty(len(rows), dtype=object)
@@ -198,4 +216,4 @@ def write_rows(path: str | os.PathLike, columns: dict[str, np.ndarray]) -> None:
 def read_rows(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Rows written by `write_rows` (d = Infinity for unreachable states survives the round trip)."""
     with gzip.open(path, "rt") as stream:
-        return _columns([json.loads(line) for line in stream if line.strip()])
+        return columns_of([json.loads(line) for line in stream if line.strip()])

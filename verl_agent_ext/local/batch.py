@@ -14,6 +14,7 @@ import torch
 from verl.experimental.agent_loop.agent_loop import AgentLoopOutput
 
 from verl_agent_ext.agent import STEP_METADATA_KEYS
+from verl_agent_ext.credit.batch import RESPONSE_TEXT_KEY
 
 
 @dataclass
@@ -24,7 +25,8 @@ class StepRows:
     responses: (rows, R) response ids, right-padded with 0.
     response_mask: (rows, R) 1 on generated tokens.
     token_level_rewards: (rows, R) the episode return on the last response token (verl's rm_scores).
-    non_tensor_batch: (rows,) object arrays: `uid` (the group) + the agent loop's contract keys + `task_type`.
+    non_tensor_batch: (rows,) object arrays: `uid` (the group) + the agent loop's contract keys + `task_type`
+        (+ `response_text` when the agent loop recorded it).
     """
 
     prompts: list[list[int]]
@@ -52,6 +54,8 @@ def step_rows(outputs: Sequence[AgentLoopOutput], uids: Sequence[str]) -> StepRo
         if length:
             rewards[row, length - 1] = float(output.reward_score or 0.0)
     keys = (*STEP_METADATA_KEYS, "task_type")
+    if all(RESPONSE_TEXT_KEY in output.extra_fields for output in outputs):
+        keys += (RESPONSE_TEXT_KEY,)  # optional: SCPO's step_text=obs_response reads it
     non_tensor = {key: _object_array([output.extra_fields[key] for output in outputs]) for key in keys}
     non_tensor["uid"] = _object_array(list(uids))
     return StepRows(

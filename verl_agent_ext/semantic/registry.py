@@ -21,7 +21,7 @@ MATCHERS: dict[str, type[Matcher]] = {
 }
 # Options each learned matcher accepts (model name or path aside); the others take none.
 MATCHER_OPTIONS: dict[str, tuple[str, ...]] = {
-    "static": ("threads",),
+    "static": ("threads", "variant"),
     "embedding": ("device", "threads", "max_seq_length", "segments", "backend"),
     "cross_encoder": ("device", "threads"),
 }

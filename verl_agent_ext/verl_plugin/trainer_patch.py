@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from verl_agent_ext.agent import AGENT_LOOP_NAME, EPISODE_KEYS, STEP_METADATA_KEYS
+from verl_agent_ext.credit.batch import RESPONSE_TEXT_KEY
 from verl_agent_ext.credit.empg import STEP_ENTROPY_KEY
 from verl_agent_ext.estimators import (
     estimator_name,
@@ -36,7 +37,8 @@ from verl_agent_ext.verl_plugin.metrics import combine_credit_diagnostics, episo
 def step_metadata_columns(
     extra_fields: Sequence[dict[str, Any] | None], keys: Sequence[str], is_padding: Sequence[bool]
 ) -> dict[str, np.ndarray] | None:
-    """(bs,) columns of STEP_METADATA_KEYS + EPISODE_KEYS from the rows' extra_fields, or None if absent.
+    """(bs,) columns of STEP_METADATA_KEYS + EPISODE_KEYS (+ the optional response_text) from the rows'
+    extra_fields, or None if absent.
 
     verl's padding rows (copies of a real row, zero response mask) get a trajectory of their own so they
     never join a real trajectory's step groups.
@@ -54,7 +56,7 @@ def step_metadata_columns(
                 raise ValueError(f"row {key}: extra_fields lack step metadata {missing}")
             rows.append(fields)
     columns = {}
-    for name in STEP_METADATA_KEYS + EPISODE_KEYS:
+    for name in (*STEP_METADATA_KEYS, *EPISODE_KEYS, RESPONSE_TEXT_KEY):
         column = np.empty(len(rows), dtype=object)
         column[:] = [row.get(name) for row in rows]
         columns[name] = column
@@ -67,6 +69,7 @@ def _padding_row(key: str) -> dict[str, Any]:
         "step_index": 0,
         "anchor_obs": "",
         "action_text": "",
+        RESPONSE_TEXT_KEY: "",
         "step_reward": 0.0,
         "is_action_valid": True,
         "episode_success": False,
@@ -98,7 +101,7 @@ def compute_advantage_with_step_metadata(original: Callable[..., Any], tq: Modul
                 )
             return original(self, batch, metrics)
         real = ~np.asarray(is_padding, dtype=bool)
-        pending = {name: columns[name] for name in STEP_METADATA_KEYS}
+        pending = {name: columns[name] for name in (*STEP_METADATA_KEYS, RESPONSE_TEXT_KEY)}
         if STEP_ENTROPY_KEY in extra_metadata_keys(estimator_name(algorithm.adv_estimator)):
             fetched = tq.kv_batch_get(
                 keys=batch.keys, partition_id=batch.partition_id, select_fields=["entropy", "response_mask"]
