@@ -1,0 +1,112 @@
+"""CachedAlfworldEnv answers exactly as the engine: random walks compared step by step, persistence, game sets."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from verl_agent_ext.envs.alfworld.cached import (
+    CachedAlfworldEnv,
+    cache_dir,
+    clear_tables,
+    game_key,
+    train_heldout_tasks,
+)
+from verl_agent_ext.envs.alfworld.env import AlfworldEnv
+from verl_agent_ext.envs.alfworld.games import game_file
+from verl_agent_ext.envs.alfworld.generator import TASK_TYPES
+from verl_agent_ext.envs.base import Task
+
+
+def _random_walks(env, games: list[Task], episodes: int, seed: int, actions: list[str] | None = None) -> list:
+    """Every reset observation and step result of `episodes` random episodes (or of the logged `actions`)."""
+    rng = random.Random(seed)
+    replay = iter(actions) if actions is not None else None
+    log, played = [], []
+    for episode in range(episodes):
+        observation = env.reset(games[episode % len(games)])
+        log.append(observation)
+        done = False
+        while not done:
+            if replay is not None:
+                action = next(replay)
+            else:
+                draw = rng.random()
+                action = rng.choice(observation.admissible_actions)
+                if draw < 0.08:
+                    action = "dance with the fridge"  # invalid: "Nothing happens.", state unchanged
+                elif draw < 0.16:
+                    action = f"  {action.upper()} "  # admissible up to case and whitespace
+            played.append(action)
+            result = env.step(action)
+            log.append(result)
+            observation, done = result.observation, result.done
+    return log, played
+
+
+@pytest.fixture(scope="module")
+def two_games(task_per_type) -> list[Task]:
+    return [task_per_type["pick_and_place_simple"], task_per_type["pick_heat_then_place_in_recep"]]
+
+
+def test_cached_env_equals_the_engine_on_random_walks(two_games):
+    clear_tables()
+    settings = {"max_steps": 10, "anchor_inventory": True}
+    expected, actions = _random_walks(AlfworldEnv(**settings), two_games, episodes=16, seed=0)
+    cached = CachedAlfworldEnv(**settings)
+    got, _ = _random_walks(cached, two_games, episodes=16, seed=0, actions=actions)
+    assert got == expected  # every observation, admissible list, reward, done, won, invalid flag and info
+    assert cached.hits > 0 and cached.misses > 0
+    assert any(r.info.get("truncated") for r in expected[1:] if hasattr(r, "info"))
+    assert any(getattr(r, "invalid", False) for r in expected)
+
+    warm = CachedAlfworldEnv(**settings)  # a second instance shares the process's tables: no engine step at all
+    again, _ = _random_walks(warm, two_games, episodes=16, seed=0, actions=actions)
+    assert again == expected
+    assert warm.misses == 0 and warm._engine is None
+
+
+def test_cached_env_plans_and_reads_facts_from_the_current_state(two_games):
+    clear_tables()
+    task = two_games[0]
+    walkthrough = json.loads((Path(task.task_id) / "game.tw-pddl").read_text())["walkthrough"]
+    first = CachedAlfworldEnv()
+    first.reset(task)
+    for action in walkthrough[:2]:
+        first.step(action)
+    second = CachedAlfworldEnv()  # all hits: its engine must be brought to the state before planning
+    second.reset(task)
+    for action in walkthrough[:2]:
+        second.step(action)
+    assert second.misses == 0
+    assert second.state_facts() == first.state_facts()
+    assert second.plan(shortest=True) == first.plan(shortest=True)
+    result = second.step(second.plan(shortest=True)[0])
+    assert not result.invalid
+
+
+def test_tables_persist_on_disk(two_games, tmp_path, monkeypatch):
+    monkeypatch.setenv("VERL_AGENT_EXT_CACHE", str(tmp_path))
+    clear_tables()
+    expected, actions = _random_walks(CachedAlfworldEnv(max_steps=6), two_games[:1], episodes=3, seed=1)
+    writer = CachedAlfworldEnv(max_steps=6, persist=True)
+    assert _random_walks(writer, two_games[:1], episodes=3, seed=1, actions=actions)[0] == expected
+    writer.close()
+    key = game_key(game_file(two_games[0].task_id))
+    assert (cache_dir() / f"{key}.pkl").is_file() and str(cache_dir()).startswith(str(tmp_path))
+    clear_tables()
+    reader = CachedAlfworldEnv(max_steps=6, persist=True)
+    assert _random_walks(reader, two_games[:1], episodes=3, seed=1, actions=actions)[0] == expected
+    assert reader.misses == 0
+
+
+def test_train_and_heldout_games_are_disjoint_and_cover_all_task_types():
+    train, held_out = train_heldout_tasks(train_per_type=1, heldout_per_type=1)
+    for tasks in (train, held_out):
+        assert {task.task_type for task in tasks} == set(TASK_TYPES)
+    train_keys = {game_key(game_file(task.task_id)) for task in train}
+    assert not train_keys & {game_key(game_file(task.task_id)) for task in held_out}
+    assert {task.split for task in held_out} == {"eval_in_distribution"}

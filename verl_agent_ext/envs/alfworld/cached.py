@@ -1,0 +1,358 @@
+"""CachedAlfworldEnv: ALFWorld with an exact transition cache, so replayed games cost microseconds per step.
+
+Usage (drop-in for `AlfworldEnv`; same observations, rewards, `done`, `info`, prompts and parsing):
+
+    train, held_out = train_heldout_tasks(train_per_type=10, heldout_per_type=5)   # disjoint, all 6 task types
+    env = CachedAlfworldEnv(max_steps=50)          # persist=True: also load / save tables on disk
+    obs = env.reset(train[0])
+    result = env.step(obs.admissible_actions[0])
+    env.cache_stats()                              # {"hits": .., "misses": .., "states": .., "transitions": ..}
+    env.save_cache()                               # only with persist=True (also done by close())
+
+Every game has one `TransitionTable` per process, shared by all instances: the engine's world states, interned by
+a digest of the PDDL facts (`AlfworldEnv.state_facts`), the admissible commands of each state, and the transitions
+(state, command) -> (next state, feedback text, won). A step whose (state, command) is in the table never touches
+the engine; a miss brings the engine to the current state (reset + the episode's commands so far, unless it is
+already there) and records the engine's answer. The observation is exact because TextWorld's PDDL engine is a
+pure function of the facts: the feedback is derived from the grammar with the facts and the command's bindings,
+the admissible commands and `won` from the facts alone (no random choices, no history). What does depend on more
+than (state, command) is computed here exactly as `AlfworldEnv` does: invalid text ("Nothing happens.", state
+unchanged, never sent to the engine) and the step limit (`done` / `info["truncated"]` from the step count).
+Keying by the command history instead would be exact too, but shares nothing between paths that reach the same
+state (see benchmarks/bench_arena_envs.py for the hit rates of both keys).
+
+Persistence (persist=True): tables live in $VERL_AGENT_EXT_CACHE/alfworld/transitions-v<N>/<game digest>.pkl,
+keyed by the game file's content and versioned by CACHE_VERSION and the textworld / alfworld versions; a save
+merges with what is on disk (another process may have added states) and replaces the file atomically.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from verl_agent_ext.envs.alfworld.env import NOTHING_HAPPENS, AlfworldEnv
+from verl_agent_ext.envs.alfworld.games import game_file, generated_tasks, read_traj_data
+from verl_agent_ext.envs.alfworld.generator import TASK_TYPES, cache_root
+from verl_agent_ext.envs.alfworld.prompt import split_intro
+from verl_agent_ext.envs.base import Observation, StepResult, Task
+from verl_agent_ext.envs.text import normalise
+
+CACHE_VERSION = 1
+
+
+def _engine_versions() -> str:
+    names = []
+    for package in ("textworld", "alfworld", "fast-downward-textworld"):
+        try:
+            names.append(f"{package}={version(package)}")
+        except PackageNotFoundError:
+            names.append(f"{package}=?")
+    return ",".join(names)
+
+
+def facts_digest(facts: frozenset[str]) -> bytes:
+    """16-byte digest of a world state's PDDL facts (order-free)."""
+    return hashlib.blake2b("\n".join(sorted(facts)).encode(), digest_size=16).digest()
+
+
+@dataclass
+class TransitionTable:
+    """What the engine answered on one game, keyed by world state.
+
+    digests[s]: the facts digest of state s; admissible[s]: its admissible commands (engine order);
+    inventory[s]: what the agent holds there (for anchor_inventory); transitions[(s, command)] =
+    (next state, feedback text stripped, won); initial = (state, room text, task description) after reset.
+    """
+
+    game_key: str
+    digests: list[bytes] = field(default_factory=list)
+    admissible: list[tuple[str, ...]] = field(default_factory=list)
+    inventory: list[tuple[str, ...]] = field(default_factory=list)
+    transitions: dict[tuple[int, str], tuple[int, str, bool]] = field(default_factory=dict)
+    initial: tuple[int, str, str] | None = None
+    _ids: dict[bytes, int] = field(default_factory=dict, repr=False)
+
+    def intern(self, digest: bytes, admissible: Sequence[str], inventory: Sequence[str]) -> int:
+        """The id of the state with `digest`, added if new; a known state must answer the same commands."""
+        state = self._ids.get(digest)
+        if state is None:
+            state = len(self.digests)
+            self._ids[digest] = state
+            self.digests.append(digest)
+            self.admissible.append(tuple(admissible))
+            self.inventory.append(tuple(inventory))
+        elif self.admissible[state] != tuple(admissible):
+            raise RuntimeError(f"ALFWorld cache: state {state} of {self.game_key} answered other admissible commands")
+        return state
+
+    def merge(self, other: TransitionTable) -> None:
+        """Add `other`'s states and transitions (same game), renumbering its states by digest."""
+        remap = [
+            self.intern(digest, admissible, inventory)
+            for digest, admissible, inventory in zip(other.digests, other.admissible, other.inventory, strict=True)
+        ]
+        for (state, command), (next_state, text, won) in other.transitions.items():
+            self.transitions.setdefault((remap[state], command), (remap[next_state], text, won))
+        if self.initial is None and other.initial is not None:
+            state, room, task = other.initial
+            self.initial = (remap[state], room, task)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_ids"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._ids = {digest: index for index, digest in enumerate(self.digests)}
+
+
+_TABLES: dict[str, TransitionTable] = {}
+_GAME_KEYS: dict[tuple[str, int, int], str] = {}
+
+
+def game_key(path: Path) -> str:
+    """Content digest of a game file (memoised by path, size and modification time)."""
+    stat = path.stat()
+    memo = (str(path), stat.st_size, stat.st_mtime_ns)
+    key = _GAME_KEYS.get(memo)
+    if key is None:
+        key = hashlib.sha256(path.read_bytes()).hexdigest()[:24]
+        _GAME_KEYS[memo] = key
+    return key
+
+
+def cache_dir() -> Path:
+    """Folder of the persisted tables (versioned: a new engine or format never reads old tables)."""
+    tag = hashlib.sha256(_engine_versions().encode()).hexdigest()[:8]
+    return cache_root() / "alfworld" / f"transitions-v{CACHE_VERSION}-{tag}"
+
+
+def _table_file(key: str) -> Path:
+    return cache_dir() / f"{key}.pkl"
+
+
+def _read_table(key: str) -> TransitionTable | None:
+    path = _table_file(key)
+    if not path.is_file():
+        return None
+    with path.open("rb") as handle:
+        payload = pickle.load(handle)
+    if payload.get("version") != CACHE_VERSION or payload["table"].game_key != key:
+        return None
+    return payload["table"]
+
+
+def save_table(table: TransitionTable) -> Path:
+    """Merge `table` with its file on disk and write it atomically; returns the file."""
+    path = _table_file(table.game_key)
+    on_disk = _read_table(table.game_key)
+    if on_disk is not None:
+        on_disk.merge(table)
+        table = on_disk
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, staging = tempfile.mkstemp(prefix=".staging-", dir=path.parent)
+    with os.fdopen(handle, "wb") as out:
+        pickle.dump({"version": CACHE_VERSION, "table": table}, out, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(staging, path)
+    return path
+
+
+def get_table(key: str, persist: bool) -> TransitionTable:
+    """The process-wide table of game `key` (loaded from disk on first use when `persist`)."""
+    table = _TABLES.get(key)
+    if table is None:
+        table = (_read_table(key) if persist else None) or TransitionTable(key)
+        _TABLES[key] = table
+    return table
+
+
+def clear_tables() -> None:
+    """Forget every in-memory table of this process (the files on disk stay)."""
+    _TABLES.clear()
+
+
+class CachedAlfworldEnv(AlfworldEnv):
+    """`AlfworldEnv` answering from the per-game transition tables, falling back to the engine on a miss.
+
+    persist: load a game's table from disk on first use and write the tables back on `save_cache` / `close`.
+    Other arguments: those of `AlfworldEnv`. `plan`, `state_facts` and `inventory` bring the engine to the
+    current state first (they need it), so they cost engine steps after cached ones.
+    """
+
+    def __init__(self, *args: Any, persist: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.persist = persist
+        self._table: TransitionTable | None = None
+        self._path_file: Path | None = None
+        self._state = -1
+        self._commands: list[str] = []  # valid commands of this episode, in order
+        self._engine_depth: int | None = None  # commands of this episode the engine has applied; None: not reset
+        self._canonical: dict[int, dict[str, str]] = {}
+        self._used: set[str] = set()
+        self.hits = 0
+        self.misses = 0
+
+    # -- TextEnv -------------------------------------------------------------------------------------------
+
+    def reset(self, task: Task) -> Observation:
+        path = game_file(task.task_id)
+        table = get_table(game_key(path), self.persist)
+        if self._table is not table:
+            self._table, self._canonical = table, {}
+            self._used.add(table.game_key)
+        self._path_file = path
+        self._engine_depth = None
+        self._commands = []
+        if table.initial is None:
+            engine = self._load(path)
+            state = engine.reset()
+            room, description = split_intro(state.feedback)
+            table.initial = (self._record_state(state["admissible_commands"]), room, description)
+            self._engine_depth = 0
+        self._state, room, self._task_description = table.initial
+        self._task = task
+        self._task_type = task.task_type or read_traj_data(path.parent)["task_type"]
+        self._steps = 0
+        self._done = False
+        self._observation = self._make_observation(room, table.admissible[self._state])
+        return self._observation
+
+    def step(self, action: str) -> StepResult:
+        if self._observation is None or self._task is None or self._table is None:
+            raise RuntimeError("step() before reset(task)")
+        if self._done:
+            raise RuntimeError("the episode is over: call reset(task)")
+        self._steps += 1
+        admissible = self._observation.admissible_actions
+        canonical = self._canonical_command(action) if isinstance(action, str) else None
+        if canonical is None:
+            reason = "empty action" if not isinstance(action, str) or not action.strip() else "not an admissible action"
+            observation = self._make_observation(NOTHING_HAPPENS, admissible)
+            return self._finish(observation, won=False, invalid=True, invalid_reason=reason)
+        answer = self._table.transitions.get((self._state, canonical))
+        if answer is None:
+            self.misses += 1
+            answer = self._engine_step(canonical)
+        else:
+            self.hits += 1
+        self._state, text, won = answer
+        self._commands.append(canonical)
+        observation = self._make_observation(text, self._table.admissible[self._state])
+        return self._finish(observation, won=won, invalid=False, invalid_reason=None)
+
+    def close(self) -> None:
+        if self.persist:
+            self.save_cache()
+        super().close()
+        self._table = None
+        self._engine_depth = None
+
+    # -- cache ---------------------------------------------------------------------------------------------
+
+    def cache_stats(self) -> dict[str, int]:
+        """This instance's hits and misses, and the size of the current game's table."""
+        table = self._table
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "states": len(table.digests) if table else 0,
+            "transitions": len(table.transitions) if table else 0,
+        }
+
+    def save_cache(self) -> list[Path]:
+        """Write the tables of every game this instance played to disk (merged with what is there)."""
+        return [save_table(_TABLES[key]) for key in sorted(self._used) if key in _TABLES]
+
+    # -- engine-backed extras: bring the engine to the current state first -----------------------------------
+
+    def plan(self, shortest: bool = False) -> list[str]:
+        self._sync_engine()
+        return super().plan(shortest)
+
+    def state_facts(self) -> frozenset[str]:
+        self._sync_engine()
+        return super().state_facts()
+
+    def inventory(self) -> list[str]:
+        if self._table is not None and self._state >= 0:
+            return list(self._table.inventory[self._state])
+        return super().inventory()
+
+    # -- internals -----------------------------------------------------------------------------------------
+
+    def _canonical_command(self, action: str) -> str | None:
+        """The admissible command `match_admissible` would pick (first one equal up to case and whitespace)."""
+        lookup = self._canonical.get(self._state)
+        if lookup is None:
+            lookup = {}
+            for command in self._observation.admissible_actions:
+                lookup.setdefault(normalise(command), command)
+            self._canonical[self._state] = lookup
+        found = lookup.get(action)
+        return found if found is not None else lookup.get(normalise(action))
+
+    def _sync_engine(self) -> Any:
+        """Bring the engine to this episode's current state: reset it if needed, then apply the missing commands."""
+        if self._path_file is None:
+            raise RuntimeError("no game loaded: call reset(task) first")
+        engine = self._load(self._path_file)
+        if self._engine_depth is None:
+            engine.reset()
+            self._engine_depth = 0
+        for command in self._commands[self._engine_depth :]:
+            engine.step(command)
+        self._engine_depth = len(self._commands)
+        return engine
+
+    def _engine_step(self, command: str) -> tuple[int, str, bool]:
+        engine = self._sync_engine()
+        state, _, _ = engine.step(command)
+        self._engine_depth += 1
+        answer = (self._record_state(state["admissible_commands"]), state.feedback.strip(), bool(state["won"]))
+        self._table.transitions[(self._state, command)] = answer
+        return answer
+
+    def _record_state(self, admissible: Sequence[str]) -> int:
+        """Intern the engine's current state (it must be at that state)."""
+        facts = AlfworldEnv.state_facts(self)
+        return self._table.intern(facts_digest(facts), admissible, AlfworldEnv.inventory(self))
+
+    def _make_observation(self, text: str, admissible: Sequence[str]) -> Observation:
+        text = text.strip()
+        anchor = text
+        if self.anchor_inventory:
+            anchor = f"{text}\nCarrying: {', '.join(self.inventory()) or 'nothing'}"
+        return Observation(
+            text=text,
+            anchor=anchor,
+            admissible_actions=admissible if isinstance(admissible, tuple) else tuple(admissible),
+            task_description=self._task_description,
+        )
+
+
+def train_heldout_tasks(
+    train_per_type: int = 10, heldout_per_type: int = 5, seed: int = 0, progress: Any = None
+) -> tuple[list[Task], list[Task]]:
+    """Disjoint generated training and held-out ALFWorld games, each covering all 6 task types.
+
+    Training games: the generated "train" split; held-out: the generated "eval_in_distribution" split (other
+    seeds, same rooms), minus any game whose file equals a training game's. Generated on first use, cached on disk.
+    """
+    if train_per_type < 1 or heldout_per_type < 1:
+        raise ValueError(f"train_per_type and heldout_per_type must be >= 1, got {train_per_type}, {heldout_per_type}")
+    train = generated_tasks("train", per_type=train_per_type, seed=seed, progress=progress)
+    held_out = generated_tasks("eval_in_distribution", per_type=heldout_per_type, seed=seed, progress=progress)
+    train_keys = {game_key(game_file(task.task_id)) for task in train}
+    held_out = [task for task in held_out if game_key(game_file(task.task_id)) not in train_keys]
+    for name, tasks in (("training", train), ("held-out", held_out)):
+        missing = set(TASK_TYPES) - {task.task_type for task in tasks}
+        if missing:
+            raise RuntimeError(f"generated {name} games miss task types {sorted(missing)}")
+    return train, held_out
