@@ -110,3 +110,14 @@ def test_train_and_heldout_games_are_disjoint_and_cover_all_task_types():
     train_keys = {game_key(game_file(task.task_id)) for task in train}
     assert not train_keys & {game_key(game_file(task.task_id)) for task in held_out}
     assert {task.split for task in held_out} == {"eval_in_distribution"}
+
+
+def test_shallow_grammar_contexts_derive_the_same_text_as_textworld(two_games, monkeypatch):
+    from textworld.envs.pddl import textgen
+
+    from verl_agent_ext.envs.alfworld import engine
+
+    fast, _ = _random_walks(AlfworldEnv(max_steps=12), two_games, episodes=2, seed=3)
+    engine.make_engine()  # the patch is applied by now, the original kept
+    monkeypatch.setattr(textgen, "copy_context", engine.textworld_copy_context)
+    assert _random_walks(AlfworldEnv(max_steps=12), two_games, episodes=2, seed=3)[0] == fast
