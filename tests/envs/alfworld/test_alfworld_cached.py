@@ -59,7 +59,7 @@ def test_cached_env_equals_the_engine_on_random_walks(two_games):
     cached = CachedAlfworldEnv(**settings)
     got, _ = _random_walks(cached, two_games, episodes=16, seed=0, actions=actions)
     assert got == expected  # every observation, admissible list, reward, done, won, invalid flag and info
-    assert cached.hits > 0 and cached.misses > 0
+    assert cached.hits > 0 and cached.misses > 0 and cached.jumps > 0  # misses after hits jump the engine
     assert any(r.info.get("truncated") for r in expected[1:] if hasattr(r, "info"))
     assert any(getattr(r, "invalid", False) for r in expected)
 
@@ -101,6 +101,13 @@ def test_tables_persist_on_disk(two_games, tmp_path, monkeypatch):
     reader = CachedAlfworldEnv(max_steps=6, persist=True)
     assert _random_walks(reader, two_games[:1], episodes=3, seed=1, actions=actions)[0] == expected
     assert reader.misses == 0
+    # Operator ids are not on disk: the engine catches up by replaying the commands, to the same state.
+    engine = AlfworldEnv()
+    for env in (reader, engine):
+        env.reset(two_games[0])
+        for action in actions[:3]:
+            env.step(action)
+    assert reader.state_facts() == engine.state_facts() and reader.jumps == 0
 
 
 def test_train_and_heldout_games_are_disjoint_and_cover_all_task_types():

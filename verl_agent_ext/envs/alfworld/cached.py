@@ -6,7 +6,7 @@ Usage (drop-in for `AlfworldEnv`; same observations, rewards, `done`, `info`, pr
     env = CachedAlfworldEnv(max_steps=50)          # persist=True: also load / save tables on disk
     obs = env.reset(train[0])
     result = env.step(obs.admissible_actions[0])
-    env.cache_stats()                              # {"hits": .., "misses": .., "states": .., "transitions": ..}
+    env.cache_stats()                              # {"hits", "misses", "jumps", "states", "transitions"}
     env.save_cache()                               # only with persist=True (also done by close())
 
 Every game has one `TransitionTable` per process, shared by all instances: the engine's world states, interned by
@@ -36,6 +36,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from verl_agent_ext.envs.alfworld.env import NOTHING_HAPPENS, AlfworldEnv
@@ -69,7 +70,8 @@ class TransitionTable:
 
     digests[s]: the facts digest of state s; admissible[s]: its admissible commands (engine order);
     inventory[s]: what the agent holds there (for anchor_inventory); transitions[(s, command)] =
-    (next state, feedback text stripped, won); initial = (state, room text, task description) after reset.
+    (next state, feedback text stripped, won); initial = (state, room text, task description) after reset;
+    operators[(s, command)] = (PDDL operator id, number of effect atoms), in memory only (not written to disk).
     """
 
     game_key: str
@@ -78,6 +80,7 @@ class TransitionTable:
     inventory: list[tuple[str, ...]] = field(default_factory=list)
     transitions: dict[tuple[int, str], tuple[int, str, bool]] = field(default_factory=dict)
     initial: tuple[int, str, str] | None = None
+    operators: dict[tuple[int, str], tuple[int, int]] = field(default_factory=dict, repr=False)
     _ids: dict[bytes, int] = field(default_factory=dict, repr=False)
 
     def intern(self, digest: bytes, admissible: Sequence[str], inventory: Sequence[str]) -> int:
@@ -106,11 +109,13 @@ class TransitionTable:
             self.initial = (remap[state], room, task)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "_ids"}
+        # Operator ids come from this process's PDDL translation: they are not written to disk.
+        return {k: v for k, v in self.__dict__.items() if k not in ("_ids", "operators")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._ids = {digest: index for index, digest in enumerate(self.digests)}
+        self.operators = {}
 
 
 _TABLES: dict[str, TransitionTable] = {}
@@ -193,11 +198,13 @@ class CachedAlfworldEnv(AlfworldEnv):
         self._path_file: Path | None = None
         self._state = -1
         self._commands: list[str] = []  # valid commands of this episode, in order
+        self._states: list[int] = []  # the state each of them was sent in
         self._engine_depth: int | None = None  # commands of this episode the engine has applied; None: not reset
         self._canonical: dict[int, dict[str, str]] = {}
         self._used: set[str] = set()
         self.hits = 0
         self.misses = 0
+        self.jumps = 0  # engine set to a state through recorded operators (instead of a replay of the commands)
 
     # -- TextEnv -------------------------------------------------------------------------------------------
 
@@ -209,7 +216,7 @@ class CachedAlfworldEnv(AlfworldEnv):
             self._used.add(table.game_key)
         self._path_file = path
         self._engine_depth = None
-        self._commands = []
+        self._commands, self._states = [], []
         if table.initial is None:
             engine = self._load(path)
             state = engine.reset()
@@ -242,8 +249,9 @@ class CachedAlfworldEnv(AlfworldEnv):
             answer = self._engine_step(canonical)
         else:
             self.hits += 1
-        self._state, text, won = answer
         self._commands.append(canonical)
+        self._states.append(self._state)
+        self._state, text, won = answer
         observation = self._make_observation(text, self._table.admissible[self._state])
         return self._finish(observation, won=won, invalid=False, invalid_reason=None)
 
@@ -257,11 +265,12 @@ class CachedAlfworldEnv(AlfworldEnv):
     # -- cache ---------------------------------------------------------------------------------------------
 
     def cache_stats(self) -> dict[str, int]:
-        """This instance's hits and misses, and the size of the current game's table."""
+        """This instance's hits, misses and operator jumps, and the size of the current game's table."""
         table = self._table
         return {
             "hits": self.hits,
             "misses": self.misses,
+            "jumps": self.jumps,
             "states": len(table.digests) if table else 0,
             "transitions": len(table.transitions) if table else 0,
         }
@@ -299,20 +308,65 @@ class CachedAlfworldEnv(AlfworldEnv):
         return found if found is not None else lookup.get(normalise(action))
 
     def _sync_engine(self) -> Any:
-        """Bring the engine to this episode's current state: reset it if needed, then apply the missing commands."""
+        """Bring the engine to this episode's current state and return it.
+
+        One command behind: step it. Further behind (or not reset for this episode): rebuild the game's start
+        state and apply the PDDL operators of the episode's transitions directly, without deriving any text,
+        then derive the admissible commands once; the facts digest must match the state's. Transitions whose
+        operator this process never saw (tables read from disk) are replayed through the engine instead.
+        """
         if self._path_file is None:
             raise RuntimeError("no game loaded: call reset(task) first")
         engine = self._load(self._path_file)
-        if self._engine_depth is None:
-            engine.reset()
-            self._engine_depth = 0
-        for command in self._commands[self._engine_depth :]:
+        behind = None if self._engine_depth is None else len(self._commands) - self._engine_depth
+        if behind is None or behind > 1:
+            if self._jump_engine(engine):
+                return engine
+            if self._engine_depth is None:
+                engine.reset()
+                self._engine_depth = 0
+        for state, command in zip(
+            self._states[self._engine_depth :], self._commands[self._engine_depth :], strict=True
+        ):
+            self._record_operator(state, command)
             engine.step(command)
         self._engine_depth = len(self._commands)
         return engine
 
+    def _jump_engine(self, engine: Any) -> bool:
+        """Set the engine to the current state through the recorded operators; False if any is unknown."""
+        operators = self._table.operators
+        plan = [operators.get(key) for key in zip(self._states, self._commands, strict=True)]
+        if any(step is None for step in plan):
+            return False
+        from fast_downward import Operator
+        from textworld.core import GameState
+        from textworld.envs.pddl.logic import PddlState
+
+        pddl = engine.unwrapped
+        state = PddlState(pddl.downward_lib, pddl._game_data["pddl_problem"], pddl._logic)
+        for operator_id, effects in plan:
+            state._operators = {operator_id: Operator(operator_id, b"", effects)}
+            state.apply(SimpleNamespace(id=operator_id))
+        pddl._pddl_state, pddl.prev_state, pddl.state, pddl._last_action = state, None, GameState(), None
+        pddl._moves = len(plan)
+        if facts_digest(AlfworldEnv.state_facts(self)) != self._table.digests[self._state]:
+            raise RuntimeError(f"ALFWorld cache: replaying the operators of {self._table.game_key} missed the state")
+        pddl._gather_infos()
+        self._engine_depth = len(self._commands)
+        self.jumps += 1
+        return True
+
+    def _record_operator(self, state: int, command: str) -> None:
+        """Remember the PDDL operator `command` applies in the engine's current state (before stepping it)."""
+        pddl = self._engine.unwrapped
+        action = pddl.state["_valid_actions"][pddl.state["_valid_commands"].index(command)]
+        operator = pddl._pddl_state._operators[action.id]
+        self._table.operators[(state, command)] = (operator.id, operator.nb_effect_atoms)
+
     def _engine_step(self, command: str) -> tuple[int, str, bool]:
         engine = self._sync_engine()
+        self._record_operator(self._state, command)
         state, _, _ = engine.step(command)
         self._engine_depth += 1
         answer = (self._record_state(state["admissible_commands"]), state.feedback.strip(), bool(state["won"]))
