@@ -82,8 +82,15 @@ def test_cached_env_plans_and_reads_facts_from_the_current_state(two_games):
     for action in walkthrough[:2]:
         second.step(action)
     assert second.misses == 0
-    assert second.state_facts() == first.state_facts()
-    assert second.plan(shortest=True) == first.plan(shortest=True)
+    engine = AlfworldEnv()
+    engine.reset(task)
+    for action in walkthrough[:2]:
+        engine.step(action)
+    assert second.state_facts() == first.state_facts() == engine.state_facts()
+    for shortest in (True, False):
+        assert second.plan(shortest) == engine.plan(shortest)
+        assert first.plan(shortest) == engine.plan(shortest)  # memoised per state by now
+    assert len(second._table.plans) == 2
     result = second.step(second.plan(shortest=True)[0])
     assert not result.invalid
 

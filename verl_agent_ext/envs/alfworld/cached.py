@@ -71,7 +71,8 @@ class TransitionTable:
     digests[s]: the facts digest of state s; admissible[s]: its admissible commands (engine order);
     inventory[s]: what the agent holds there (for anchor_inventory); transitions[(s, command)] =
     (next state, feedback text stripped, won); initial = (state, room text, task description) after reset;
-    operators[(s, command)] = (PDDL operator id, number of effect atoms), in memory only (not written to disk).
+    plans[(s, shortest)]: `AlfworldEnv.plan` from s; operators[(s, command)] = (PDDL operator id, number of effect
+    atoms), in memory only (not written to disk).
     """
 
     game_key: str
@@ -80,6 +81,7 @@ class TransitionTable:
     inventory: list[tuple[str, ...]] = field(default_factory=list)
     transitions: dict[tuple[int, str], tuple[int, str, bool]] = field(default_factory=dict)
     initial: tuple[int, str, str] | None = None
+    plans: dict[tuple[int, bool], tuple[str, ...]] = field(default_factory=dict)
     operators: dict[tuple[int, str], tuple[int, int]] = field(default_factory=dict, repr=False)
     _ids: dict[bytes, int] = field(default_factory=dict, repr=False)
 
@@ -104,6 +106,8 @@ class TransitionTable:
         ]
         for (state, command), (next_state, text, won) in other.transitions.items():
             self.transitions.setdefault((remap[state], command), (remap[next_state], text, won))
+        for (state, shortest), plan in other.plans.items():
+            self.plans.setdefault((remap[state], shortest), plan)
         if self.initial is None and other.initial is not None:
             state, room, task = other.initial
             self.initial = (remap[state], room, task)
@@ -113,6 +117,7 @@ class TransitionTable:
         return {k: v for k, v in self.__dict__.items() if k not in ("_ids", "operators")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state.setdefault("plans", {})
         self.__dict__.update(state)
         self._ids = {digest: index for index, digest in enumerate(self.digests)}
         self.operators = {}
@@ -187,8 +192,8 @@ class CachedAlfworldEnv(AlfworldEnv):
     """`AlfworldEnv` answering from the per-game transition tables, falling back to the engine on a miss.
 
     persist: load a game's table from disk on first use and write the tables back on `save_cache` / `close`.
-    Other arguments: those of `AlfworldEnv`. `plan`, `state_facts` and `inventory` bring the engine to the
-    current state first (they need it), so they cost engine steps after cached ones.
+    Other arguments: those of `AlfworldEnv`. `plan` is memoised per state; on a new state it and `state_facts`
+    bring the engine to the current state first (they need it).
     """
 
     def __init__(self, *args: Any, persist: bool = False, **kwargs: Any) -> None:
@@ -282,8 +287,16 @@ class CachedAlfworldEnv(AlfworldEnv):
     # -- engine-backed extras: bring the engine to the current state first -----------------------------------
 
     def plan(self, shortest: bool = False) -> list[str]:
-        self._sync_engine()
-        return super().plan(shortest)
+        """`AlfworldEnv.plan` of the current state, memoised per state (Fast Downward's search is deterministic)."""
+        if self._table is None or self._state < 0:
+            raise RuntimeError("no game loaded: call reset(task) first")
+        key = (self._state, shortest)
+        plan = self._table.plans.get(key)
+        if plan is None:
+            self._sync_engine()
+            plan = tuple(super().plan(shortest))
+            self._table.plans[key] = plan
+        return list(plan)
 
     def state_facts(self) -> frozenset[str]:
         self._sync_engine()
