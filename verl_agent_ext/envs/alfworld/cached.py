@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -84,6 +85,7 @@ class TransitionTable:
     plans: dict[tuple[int, bool], tuple[str, ...]] = field(default_factory=dict)
     operators: dict[tuple[int, str], tuple[int, int]] = field(default_factory=dict, repr=False)
     _ids: dict[bytes, int] = field(default_factory=dict, repr=False)
+    _shared: dict[Any, Any] = field(default_factory=dict, repr=False)
 
     def intern(self, digest: bytes, admissible: Sequence[str], inventory: Sequence[str]) -> int:
         """The id of the state with `digest`, added if new; a known state must answer the same commands."""
@@ -92,11 +94,15 @@ class TransitionTable:
             state = len(self.digests)
             self._ids[digest] = state
             self.digests.append(digest)
-            self.admissible.append(tuple(admissible))
-            self.inventory.append(tuple(inventory))
+            self.admissible.append(self.share(tuple(map(sys.intern, admissible))))
+            self.inventory.append(self.share(tuple(inventory)))
         elif self.admissible[state] != tuple(admissible):
             raise RuntimeError(f"ALFWorld cache: state {state} of {self.game_key} answered other admissible commands")
         return state
+
+    def share(self, value: Any) -> Any:
+        """One object per equal value (states repeat command lists and texts: memory, not speed)."""
+        return self._shared.setdefault(value, value)
 
     def merge(self, other: TransitionTable) -> None:
         """Add `other`'s states and transitions (same game), renumbering its states by digest."""
@@ -105,7 +111,7 @@ class TransitionTable:
             for digest, admissible, inventory in zip(other.digests, other.admissible, other.inventory, strict=True)
         ]
         for (state, command), (next_state, text, won) in other.transitions.items():
-            self.transitions.setdefault((remap[state], command), (remap[next_state], text, won))
+            self.transitions.setdefault((remap[state], command), (remap[next_state], self.share(text), won))
         for (state, shortest), plan in other.plans.items():
             self.plans.setdefault((remap[state], shortest), plan)
         if self.initial is None and other.initial is not None:
@@ -114,12 +120,13 @@ class TransitionTable:
 
     def __getstate__(self) -> dict[str, Any]:
         # Operator ids come from this process's PDDL translation: they are not written to disk.
-        return {k: v for k, v in self.__dict__.items() if k not in ("_ids", "operators")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_ids", "_shared", "operators")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("plans", {})
         self.__dict__.update(state)
         self._ids = {digest: index for index, digest in enumerate(self.digests)}
+        self._shared = {}  # pickle kept equal objects shared
         self.operators = {}
 
 
@@ -382,7 +389,8 @@ class CachedAlfworldEnv(AlfworldEnv):
         self._record_operator(self._state, command)
         state, _, _ = engine.step(command)
         self._engine_depth += 1
-        answer = (self._record_state(state["admissible_commands"]), state.feedback.strip(), bool(state["won"]))
+        text = self._table.share(state.feedback.strip())
+        answer = (self._record_state(state["admissible_commands"]), text, bool(state["won"]))
         self._table.transitions[(self._state, command)] = answer
         return answer
 
