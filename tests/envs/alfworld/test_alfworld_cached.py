@@ -68,6 +68,13 @@ def test_cached_env_equals_the_engine_on_random_walks(two_games):
     assert again == expected
     assert warm.misses == 0 and warm._engine is None
 
+    clear_tables()  # one engine for two games: every game switch evicts and reloads
+    single = CachedAlfworldEnv(max_engines=1, **settings)
+    log, _ = _random_walks(single, two_games, episodes=4, seed=0, actions=actions)
+    assert log == expected[: len(log)] and len(single._engines) == 1
+    single.close()
+    assert not single._engines and single._engine is None
+
 
 def test_cached_env_plans_and_reads_facts_from_the_current_state(two_games):
     clear_tables()

@@ -33,6 +33,7 @@ import os
 import pickle
 import sys
 import tempfile
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -40,6 +41,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from verl_agent_ext.envs.alfworld.engine import make_engine, release_engine
 from verl_agent_ext.envs.alfworld.env import NOTHING_HAPPENS, AlfworldEnv
 from verl_agent_ext.envs.alfworld.games import game_file, generated_tasks, read_traj_data
 from verl_agent_ext.envs.alfworld.generator import TASK_TYPES, cache_root
@@ -199,13 +201,19 @@ class CachedAlfworldEnv(AlfworldEnv):
     """`AlfworldEnv` answering from the per-game transition tables, falling back to the engine on a miss.
 
     persist: load a game's table from disk on first use and write the tables back on `save_cache` / `close`.
+    max_engines: engines kept loaded, one per game, least recently used evicted (each maps its own Fast Downward
+        library, about 10 MB resident): a miss on a game whose engine is loaded costs no reload.
     Other arguments: those of `AlfworldEnv`. `plan` is memoised per state; on a new state it and `state_facts`
     bring the engine to the current state first (they need it).
     """
 
-    def __init__(self, *args: Any, persist: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, persist: bool = False, max_engines: int = 16, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if max_engines < 1:
+            raise ValueError(f"max_engines must be >= 1, got {max_engines}")
         self.persist = persist
+        self.max_engines = max_engines
+        self._engines: OrderedDict[Path, Any] = OrderedDict()  # game file -> its loaded engine, least recent first
         self._table: TransitionTable | None = None
         self._path_file: Path | None = None
         self._state = -1
@@ -270,6 +278,9 @@ class CachedAlfworldEnv(AlfworldEnv):
     def close(self) -> None:
         if self.persist:
             self.save_cache()
+        while self._engines:
+            release_engine(self._engines.popitem()[1])
+        self._engine = None
         super().close()
         self._table = None
         self._engine_depth = None
@@ -326,6 +337,18 @@ class CachedAlfworldEnv(AlfworldEnv):
             self._canonical[self._state] = lookup
         found = lookup.get(action)
         return found if found is not None else lookup.get(normalise(action))
+
+    def _load(self, path: Path) -> Any:
+        """The engine holding game `path`: one per game (loading a game costs 10 engine steps), LRU-evicted."""
+        engine = self._engines.pop(path, None)
+        if engine is None:
+            if len(self._engines) >= self.max_engines:
+                release_engine(self._engines.popitem(last=False)[1])
+            engine = make_engine()
+            engine.load(str(path))
+        self._engines[path] = engine
+        self._engine, self._loaded_file = engine, path
+        return engine
 
     def _sync_engine(self) -> Any:
         """Bring the engine to this episode's current state and return it.
