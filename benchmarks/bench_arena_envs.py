@@ -32,6 +32,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import random  # noqa: E402
 import statistics  # noqa: E402
+import sys  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
 
@@ -147,6 +148,7 @@ def alfworld_rows(args: argparse.Namespace) -> list[tuple[str, str, str]]:
         cached.hits = cached.misses = 0
         steps, seconds, _ = _play(cached, games, args.episodes, _uniform, seed + 1)
         record("random walk: cached, warm, new walks", steps, seconds, cached.hits / steps)
+        cached.close()
 
         clear_tables()
         cached = CachedAlfworldEnv(max_steps=args.max_steps)
@@ -158,6 +160,8 @@ def alfworld_rows(args: argparse.Namespace) -> list[tuple[str, str, str]]:
             cached, games, args.policy_episodes - half, choose, seed + 3, seen=seen
         )
         record(f"{policy}: cached, from empty tables", steps + more, seconds + more_seconds, cached.hits / more)
+        cached.close()
+        print(f"repeat {repeat + 1}/{args.repeats} done", file=sys.stderr, flush=True)
         hit_rates.setdefault(f"{policy}: history key, second half", []).append(history_hits / more)
     rows = []
     for name, values in rates.items():
