@@ -1,6 +1,7 @@
 """Environment throughput for the arena, on one core: raw ALFWorld engine, the transition cache, WebShop.
 
-    python benchmarks/bench_arena_envs.py [--games 6] [--episodes 4] [--policy-episodes 60] [--repeats 3]
+    python benchmarks/bench_arena_envs.py [--games 6] [--episodes 4] [--policy-episodes 40] [--repeats 3]
+    python benchmarks/bench_arena_envs.py --curve-episodes 100 [--curve-block 20] [--curve-epsilons 0.1 0.3]
 
 The process pins itself to one CPU core (os.sched_setaffinity) and numpy to one thread. Every number is a
 median over --repeats runs (min-max in brackets); steps/s = `env.step` calls of whole episodes / seconds spent in
@@ -17,6 +18,9 @@ before timing):
 - hit rate by key: the same runs counted with the command history as the key instead of the world state (the
   hits a history cache would get), to show why the cache keys by state. "cached, cold" and "policy-like" show
   the state key's hit rate (epsilon-expert: in the second half of its episodes).
+
+--curve-episodes N prints instead how the hit rate grows: the epsilon-expert from empty tables, N episodes per
+game, the hit rate and steps/s of each block of --curve-block episodes.
 
 WebShop (generated catalog of 1,000 products, 50 training goals): the arena's candidate actions
 (`candidate_actions`) with a uniform choice, with and without the search-result LRU; and the scripted expert.
@@ -172,6 +176,25 @@ def alfworld_rows(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     return rows
 
 
+def hit_rate_curve(args: argparse.Namespace) -> list[tuple[str, ...]]:
+    """Hit rate per block of --curve-block episodes per game, epsilon-expert from empty tables, per epsilon."""
+    tasks = generated_tasks("train", per_type=10, seed=0)
+    games = list({task.task_type: task for task in reversed(tasks)}.values())[: args.games]
+    rows = []
+    for epsilon in args.curve_epsilons:
+        clear_tables()
+        cached = CachedAlfworldEnv(max_steps=args.max_steps)
+        choose = _epsilon_expert(cached, epsilon)
+        cells = []
+        for block in range(args.curve_episodes // args.curve_block):
+            cached.hits = cached.misses = 0
+            steps, seconds, _ = _play(cached, games, args.curve_block, choose, 10_000 + block)
+            cells.append(f"{100 * cached.hits / steps:.0f} % ({steps / seconds:,.0f}/s)")
+        cached.close()
+        rows.append((f"epsilon {epsilon}", *cells))
+    return rows
+
+
 def webshop_rows(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     env = WebShopEnv()
     tasks = list_tasks("train", limit=50)
@@ -217,8 +240,21 @@ def main() -> None:
     parser.add_argument("--max-steps", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--core", type=int, default=0, help="the CPU core to pin to")
+    parser.add_argument("--curve-episodes", type=int, default=0, help="episodes per game of the hit-rate curve")
+    parser.add_argument("--curve-block", type=int, default=20)
+    parser.add_argument("--curve-epsilons", type=float, nargs="+", default=[0.1, 0.3])
     args = parser.parse_args()
     os.sched_setaffinity(0, {args.core})
+    if args.curve_episodes:
+        rows = hit_rate_curve(args)
+        print(f"\nCache hit rate (and steps/s) per block of {args.curve_block} episodes per game, {args.games} games, ")
+        print(f"epsilon-expert from empty tables, one core (core {args.core})\n")
+        blocks = [f"episodes {b * args.curve_block + 1}-{(b + 1) * args.curve_block}" for b in range(len(rows[0]) - 1)]
+        print("| policy | " + " | ".join(blocks) + " |")
+        print("|---|" + "---|" * len(blocks))
+        for row in rows:
+            print("| " + " | ".join(row) + " |")
+        return
 
     rows = alfworld_rows(args) + webshop_rows(args)
     print(f"\nEnvironment steps/s on one CPU core (core {args.core}), medians of {args.repeats} runs [min-max]\n")
