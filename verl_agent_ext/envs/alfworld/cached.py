@@ -422,18 +422,6 @@ class CachedAlfworldEnv(AlfworldEnv):
         facts = AlfworldEnv.state_facts(self)
         return self._table.intern(facts_digest(facts), admissible, AlfworldEnv.inventory(self))
 
-    def _make_observation(self, text: str, admissible: Sequence[str]) -> Observation:
-        text = text.strip()
-        anchor = text
-        if self.anchor_inventory:
-            anchor = f"{text}\nCarrying: {', '.join(self.inventory()) or 'nothing'}"
-        return Observation(
-            text=text,
-            anchor=anchor,
-            admissible_actions=admissible if isinstance(admissible, tuple) else tuple(admissible),
-            task_description=self._task_description,
-        )
-
 
 def train_heldout_tasks(
     train_per_type: int = 10, heldout_per_type: int = 5, seed: int = 0, progress: Any = None
