@@ -133,12 +133,27 @@ def test_train_and_heldout_games_are_disjoint_and_cover_all_task_types():
     assert {task.split for task in held_out} == {"eval_in_distribution"}
 
 
-def test_shallow_grammar_contexts_derive_the_same_text_as_textworld(two_games, monkeypatch):
+def test_engine_speedups_derive_the_same_text_as_textworld(two_games, monkeypatch):
+    """Shallow grammar contexts and memoised command texts (engine.py) against TextWorld's own functions."""
     from textworld.envs.pddl import textgen
 
     from verl_agent_ext.envs.alfworld import engine
 
-    fast, _ = _random_walks(AlfworldEnv(max_steps=12), two_games, episodes=2, seed=3)
-    engine.make_engine()  # the patch is applied by now, the original kept
+    fast_env = AlfworldEnv(max_steps=12)
+    fast, _ = _random_walks(fast_env, two_games, episodes=4, seed=3)
+    memo = engine._COMMAND_MEMOS[fast_env._engine.unwrapped._logic.grammar]
+    assert memo.texts and memo.qualifies["go to [{r.name | receptacleatlocation(r:receptacle, lend:location)}]"]
     monkeypatch.setattr(textgen, "copy_context", engine.textworld_copy_context)
-    assert _random_walks(AlfworldEnv(max_steps=12), two_games, episodes=2, seed=3)[0] == fast
+    monkeypatch.setattr(textgen.ContextSensitiveGrammar, "derive", engine.textworld_derive)
+    assert _random_walks(AlfworldEnv(max_steps=12), two_games, episodes=4, seed=3)[0] == fast
+
+
+def test_command_memo_takes_only_templates_that_cannot_change_with_the_state():
+    from verl_agent_ext.envs.alfworld.engine import _CommandMemo
+
+    memo = _CommandMemo({"opened", "holds"}, unconditional_lists=True)
+    assert memo.check("take {o} from {r}") and memo.check("go to [{r.name | receptacleatlocation(r:r, l:l)}]")
+    assert memo.check("examine {r.name or r.id}")
+    assert not memo.check("open [{r.name | opened(r:receptacle)}]")  # a dynamic predicate
+    assert not memo.check("#look.feedback#") and not memo.check("{len(context['facts'])}")
+    assert not _CommandMemo(set(), unconditional_lists=False).check("go to [{r.name | at(r:r, l:l)}]")
