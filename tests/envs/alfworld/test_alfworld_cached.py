@@ -13,6 +13,7 @@ from verl_agent_ext.envs.alfworld.cached import (
     cache_dir,
     clear_tables,
     game_key,
+    readable_negations,
     train_heldout_tasks,
 )
 from verl_agent_ext.envs.alfworld.env import AlfworldEnv
@@ -157,3 +158,11 @@ def test_command_memo_takes_only_templates_that_cannot_change_with_the_state():
     assert not memo.check("open [{r.name | opened(r:receptacle)}]")  # a dynamic predicate
     assert not memo.check("#look.feedback#") and not memo.check("{len(context['facts'])}")
     assert not _CommandMemo(set(), unconditional_lists=False).check("go to [{r.name | at(r:r, l:l)}]")
+
+
+def test_state_key_keeps_the_negated_facts_the_grammar_reads(two_games):
+    game = json.loads((Path(two_games[0].task_id) / "game.tw-pddl").read_text())
+    assert readable_negations(game) == {"not_inreceptacle", "not_istoggled"}  # ALFWorld's grammar names these
+    impure = dict(game, grammar=game["grammar"].replace("{r.name}", "{context['facts']}", 1))
+    assert "{r.name}" in game["grammar"] and readable_negations(impure) is None
+    assert readable_negations(dict(game, grammar="not a grammar")) is None

@@ -10,14 +10,17 @@ Usage (drop-in for `AlfworldEnv`; same observations, rewards, `done`, `info`, pr
     env.save_cache()                               # only with persist=True (also done by close())
 
 Every game has one `TransitionTable` per process, shared by all instances: the engine's world states, interned by
-a digest of the PDDL facts (`AlfworldEnv.state_facts`), the admissible commands of each state, and the transitions
-(state, command) -> (next state, feedback text, won). A step whose (state, command) is in the table never touches
-the engine; a miss brings the engine to the current state (reset + the episode's commands so far, unless it is
-already there) and records the engine's answer. The observation is exact because TextWorld's PDDL engine is a
-pure function of the facts: the feedback is derived from the grammar with the facts and the command's bindings,
-the admissible commands and `won` from the facts alone (no random choices, no history). What does depend on more
-than (state, command) is computed here exactly as `AlfworldEnv` does: invalid text ("Nothing happens.", state
-unchanged, never sent to the engine) and the step limit (`done` / `info["truncated"]` from the step count).
+a digest of the PDDL facts the game's text can depend on (`readable_negations`), the admissible commands of each
+state, and the transitions (state, command) -> (next state, feedback text, won). A step whose (state, command)
+is in the table never touches the engine; a miss brings the engine to the current state (one engine step if it is
+there already, else the start state plus the recorded PDDL operators of the episode's transitions, checked by
+digest) and records the engine's answer. The observation is exact because TextWorld's PDDL engine is a pure
+function of its facts: the feedback is derived from the grammar with the facts and the command's bindings (first
+matching rule, no random choice, no history), the admissible commands and `won` from Fast Downward's state, which
+the positive facts determine. The engine also keeps a negated fact for everything an action deleted; those the
+grammar never names cannot change any text and are left out of the key, so paths that reach one world state share
+it. What depends on more than (state, command) is computed exactly as `AlfworldEnv` does: invalid text ("Nothing
+happens.", state unchanged, never sent to the engine) and the step limit (`done` / `info["truncated"]`).
 Keying by the command history instead would be exact too, but shares nothing between paths that reach the same
 state (see benchmarks/bench_arena_envs.py for the hit rates of both keys).
 
@@ -29,8 +32,10 @@ merges with what is on disk (another process may have added states) and replaces
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
+import re
 import sys
 import tempfile
 from collections import OrderedDict
@@ -49,7 +54,7 @@ from verl_agent_ext.envs.alfworld.prompt import split_intro
 from verl_agent_ext.envs.base import Observation, StepResult, Task
 from verl_agent_ext.envs.text import normalise
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the state key leaves out negated facts the game's text cannot read
 
 
 def _engine_versions() -> str:
@@ -65,6 +70,43 @@ def _engine_versions() -> str:
 def facts_digest(facts: frozenset[str]) -> bytes:
     """16-byte digest of a world state's PDDL facts (order-free)."""
     return hashlib.blake2b("\n".join(sorted(facts)).encode(), digest_size=16).digest()
+
+
+_GRAMMAR_BLOCKS = re.compile(r'"""(.*?)"""', re.DOTALL)
+_BRACES = re.compile(r"\{([^{}]*)\}")
+_STRING_LITERALS = re.compile(r"'[^']*'|\"[^\"]*\"")
+_NONTERMINALS = re.compile(r"#[^#]*#")
+_PURE_EXPRESSION = re.compile(r"(\s+|\+|[A-Za-z_]\w*(\.\w+)*)*")  # attribute reads joined by + / or
+_NEGATED_NAMES = re.compile(r"\bnot_\w+")
+
+
+def readable_negations(game_data: dict[str, Any]) -> frozenset[str] | None:
+    """Names of the negated facts the game's text can read (e.g. {"not_inreceptacle"}); None: maybe any.
+
+    The engine keeps a negated fact (`not_atlocation(agent1, loc 3)`) for every fact an action deleted, so two
+    paths to one world state can leave different fact sets, and the grammar may read some of them (ALFWorld's
+    `overview(o)` tests `not_inreceptacle`). Grammar conditions match facts by predicate name, so a negated fact
+    is readable only if its name appears in the grammar or the domain, provided every `{...}` expression only
+    reads attributes of bound variables (string literals, `+`, `or` allowed); otherwise None. Admissible commands
+    and `won` come from Fast Downward's state, which the positive facts determine.
+    """
+    texts = [game_data["pddl_domain"]]
+    try:
+        for block in _GRAMMAR_BLOCKS.findall(game_data["grammar"]):
+            for rules in json.loads(block).values():
+                texts += [text for rule in rules for text in (rule.get("rhs"), rule.get("condition")) if text]
+    except (ValueError, AttributeError, TypeError):
+        return None
+    if len(texts) == 1:
+        return None
+    for text in texts:
+        for body in _BRACES.findall(_NONTERMINALS.sub("", text)):
+            expression = _STRING_LITERALS.sub("", body.partition("|")[0])
+            if not _PURE_EXPRESSION.fullmatch(expression):
+                return None
+            if {word.split(".")[0] for word in expression.split()} & {"self", "context"}:
+                return None
+    return frozenset(name for text in texts for name in _NEGATED_NAMES.findall(text))
 
 
 @dataclass
@@ -214,6 +256,7 @@ class CachedAlfworldEnv(AlfworldEnv):
         self.persist = persist
         self.max_engines = max_engines
         self._engines: OrderedDict[Path, Any] = OrderedDict()  # game file -> its loaded engine, least recent first
+        self._readable_negations: dict[Path, frozenset[str] | None] = {}  # game file -> negated facts in its key
         self._table: TransitionTable | None = None
         self._path_file: Path | None = None
         self._state = -1
@@ -346,6 +389,7 @@ class CachedAlfworldEnv(AlfworldEnv):
                 release_engine(self._engines.popitem(last=False)[1])
             engine = make_engine()
             engine.load(str(path))
+            self._readable_negations[path] = readable_negations(engine.unwrapped._game_data)
         self._engines[path] = engine
         self._engine, self._loaded_file = engine, path
         return engine
@@ -393,7 +437,7 @@ class CachedAlfworldEnv(AlfworldEnv):
             state.apply(SimpleNamespace(id=operator_id))
         pddl._pddl_state, pddl.prev_state, pddl.state, pddl._last_action = state, None, GameState(), None
         pddl._moves = len(plan)
-        if facts_digest(AlfworldEnv.state_facts(self)) != self._table.digests[self._state]:
+        if self._state_digest() != self._table.digests[self._state]:
             raise RuntimeError(f"ALFWorld cache: replaying the operators of {self._table.game_key} missed the state")
         pddl._gather_infos()
         self._engine_depth = len(self._commands)
@@ -419,8 +463,15 @@ class CachedAlfworldEnv(AlfworldEnv):
 
     def _record_state(self, admissible: Sequence[str]) -> int:
         """Intern the engine's current state (it must be at that state)."""
-        facts = AlfworldEnv.state_facts(self)
-        return self._table.intern(facts_digest(facts), admissible, AlfworldEnv.inventory(self))
+        return self._table.intern(self._state_digest(), admissible, AlfworldEnv.inventory(self))
+
+    def _state_digest(self) -> bytes:
+        """Digest of the engine's facts, leaving out the negated facts the game's text cannot read."""
+        facts = self._engine.unwrapped._pddl_state.facts
+        readable = self._readable_negations.get(self._loaded_file)
+        if readable is not None:
+            facts = (fact for fact in facts if not fact.is_negation or fact.name in readable)
+        return facts_digest(frozenset(str(fact) for fact in facts))
 
 
 def train_heldout_tasks(
