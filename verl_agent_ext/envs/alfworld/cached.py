@@ -38,7 +38,7 @@ import pickle
 import re
 import sys
 import tempfile
-from collections import OrderedDict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
@@ -257,6 +257,7 @@ class CachedAlfworldEnv(AlfworldEnv):
         self.max_engines = max_engines
         self._engines: OrderedDict[Path, Any] = OrderedDict()  # game file -> its loaded engine, least recent first
         self._readable_negations: dict[Path, frozenset[str] | None] = {}  # game file -> negated facts in its key
+        self._starts: dict[Path, tuple[Any, int, tuple]] = {}  # game file -> (PddlState, start state id, its facts)
         self._table: TransitionTable | None = None
         self._path_file: Path | None = None
         self._state = -1
@@ -323,6 +324,7 @@ class CachedAlfworldEnv(AlfworldEnv):
             self.save_cache()
         while self._engines:
             release_engine(self._engines.popitem()[1])
+        self._starts.clear()
         self._engine = None
         super().close()
         self._table = None
@@ -386,7 +388,9 @@ class CachedAlfworldEnv(AlfworldEnv):
         engine = self._engines.pop(path, None)
         if engine is None:
             if len(self._engines) >= self.max_engines:
-                release_engine(self._engines.popitem(last=False)[1])
+                evicted, old_engine = self._engines.popitem(last=False)
+                self._starts.pop(evicted, None)
+                release_engine(old_engine)
             engine = make_engine()
             engine.load(str(path))
             self._readable_negations[path] = readable_negations(engine.unwrapped._game_data)
@@ -421,7 +425,12 @@ class CachedAlfworldEnv(AlfworldEnv):
         return engine
 
     def _jump_engine(self, engine: Any) -> bool:
-        """Set the engine to the current state through the recorded operators; False if any is unknown."""
+        """Set the engine to the current state through the recorded operators; False if any is unknown.
+
+        From the start state: Fast Downward's registry keeps every state it reached since the game's last reset,
+        so its start is restored by id and the Python facts from a copy (`_starts`); the first jump after a
+        reset builds a fresh start state instead (as `reset` does, about two engine steps).
+        """
         operators = self._table.operators
         plan = [operators.get(key) for key in zip(self._states, self._commands, strict=True)]
         if any(step is None for step in plan):
@@ -431,7 +440,14 @@ class CachedAlfworldEnv(AlfworldEnv):
         from textworld.envs.pddl.logic import PddlState
 
         pddl = engine.unwrapped
-        state = PddlState(pddl.downward_lib, pddl._game_data["pddl_problem"], pddl._logic)
+        start = self._starts.get(self._loaded_file)
+        if start is not None and start[0] is pddl._pddl_state:
+            state = pddl._pddl_state
+            state.downward_lib.set_state_id(start[1])
+            _restore_facts(state, start[2])
+        else:
+            state = PddlState(pddl.downward_lib, pddl._game_data["pddl_problem"], pddl._logic)
+            self._starts[self._loaded_file] = (state, state.downward_lib.get_state_id(), _copy_facts(state))
         for operator_id, effects in plan:
             state._operators = {operator_id: Operator(operator_id, b"", effects)}
             state.apply(SimpleNamespace(id=operator_id))
@@ -472,6 +488,25 @@ class CachedAlfworldEnv(AlfworldEnv):
         if readable is not None:
             facts = (fact for fact in facts if not fact.is_negation or fact.name in readable)
         return facts_digest(frozenset(str(fact) for fact in facts))
+
+
+def _copy_facts(state: Any) -> tuple:
+    """The Python side of a TextWorld state (what `textworld.logic.State.copy` copies)."""
+    return (
+        {signature: set(facts) for signature, facts in state._facts.items()},
+        dict(state._vars_by_name),
+        {kind: set(variables) for kind, variables in state._vars_by_type.items()},
+        Counter(state._var_counts),
+    )
+
+
+def _restore_facts(state: Any, copied: tuple) -> None:
+    facts, by_name, by_type, counts = _copy_facts(SimpleNamespace(**dict(zip(_FACT_FIELDS, copied, strict=True))))
+    state._facts, state._vars_by_name = defaultdict(set, facts), by_name
+    state._vars_by_type, state._var_counts = defaultdict(set, by_type), counts
+
+
+_FACT_FIELDS = ("_facts", "_vars_by_name", "_vars_by_type", "_var_counts")
 
 
 def train_heldout_tasks(
