@@ -501,12 +501,12 @@ def _copy_facts(state: Any) -> tuple:
 
 
 def _restore_facts(state: Any, copied: tuple) -> None:
-    facts, by_name, by_type, counts = _copy_facts(SimpleNamespace(**dict(zip(_FACT_FIELDS, copied, strict=True))))
-    state._facts, state._vars_by_name = defaultdict(set, facts), by_name
-    state._vars_by_type, state._var_counts = defaultdict(set, by_type), counts
-
-
-_FACT_FIELDS = ("_facts", "_vars_by_name", "_vars_by_type", "_var_counts")
+    """Put a `_copy_facts` copy back into `state` (copied again: the copy serves every later jump)."""
+    facts, by_name, by_type, counts = copied
+    state._facts = defaultdict(set, {signature: set(values) for signature, values in facts.items()})
+    state._vars_by_name = dict(by_name)
+    state._vars_by_type = defaultdict(set, {kind: set(variables) for kind, variables in by_type.items()})
+    state._var_counts = Counter(counts)
 
 
 def train_heldout_tasks(
