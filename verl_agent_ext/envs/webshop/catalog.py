@@ -26,6 +26,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from cachetools import LRUCache
+
 from verl_agent_ext.envs.webshop.search import BM25Index
 
 GOAL_SOURCES = ("human", "synthetic")
@@ -34,6 +36,9 @@ PRICE_LIMITS = [10.0 * i for i in range(1, 100)]
 NO_PRICE_LIMIT = 1_000_000.0
 GOAL_SHUFFLE_SEED = 233
 GENERATED_MARKER = "GENERATED.json"
+# Distinct (query, k) searches remembered per catalog: policies choosing among a few queries per instruction repeat
+# them constantly, and a search (BM25 over every posting of the query's terms) is the costliest step of an episode.
+SEARCH_CACHE_SIZE = 65_536
 
 
 @dataclass
@@ -243,6 +248,7 @@ class Catalog:
         self.goals = goals
         self.prices = prices
         self.generated = generated
+        self._searches: LRUCache[tuple[str, int], tuple[Product, ...]] = LRUCache(maxsize=SEARCH_CACHE_SIZE)
 
     @cached_property
     def fingerprint(self) -> str:
@@ -260,8 +266,13 @@ class Catalog:
         return BM25Index([p.search_text() for p in self.products])
 
     def search(self, query: str, k: int) -> list[Product]:
-        """The top `k` products for `query` (BM25 order, ties by catalog order)."""
-        return [self.products[i] for i in self.index.search(query, k)]
+        """The top `k` products for `query` (BM25 order, ties by catalog order); repeated searches are cached."""
+        key = (query, k)
+        hits = self._searches.get(key)
+        if hits is None:
+            hits = tuple(self.products[i] for i in self.index.search(query, k))
+            self._searches[key] = hits
+        return list(hits)
 
     @classmethod
     def from_records(
