@@ -108,9 +108,13 @@ def cli_uses() -> list[tuple[str, str, str]]:
     return uses
 
 
+def subcommands() -> dict:
+    """{name: argparse parser} of every `verl-agent-ext` subcommand."""
+    return next(action for action in build_parser()._actions if action.dest == "command").choices
+
+
 def test_quoted_cli_subcommands_and_flags_exist():
-    parser = build_parser()
-    subparsers = next(action for action in parser._actions if action.dest == "command").choices
+    subparsers = subcommands()
     assert len({use[1] for use in cli_uses()}) >= 5, "the docs check found almost no CLI commands: parser broken?"
     wrong = []
     for path, sub, flag in cli_uses():
@@ -132,7 +136,7 @@ def _script_flags(script: Path) -> set[str]:
                 arg.value for arg in node.args if isinstance(arg, ast.Constant) and str(arg.value).startswith("-")
             }
     if "train_cli.register" in _text(script):
-        flags |= set(build_parser()._subparsers._group_actions[0].choices["train-local"]._option_string_actions)
+        flags |= set(subcommands()["train-local"]._option_string_actions)
     return flags
 
 
