@@ -272,7 +272,7 @@ def test_node_is_measured_with_nvidia_smi_without_a_cuda_context(tmp_path, monke
     assert NodeSpec.detect() == NodeSpec(1, 24.0, None)
 
 
-def test_model_size_is_read_from_a_local_folder(tmp_path):
+def test_model_size_is_read_from_a_local_folder_or_the_hub_cache(tmp_path, monkeypatch):
     from verl_agent_ext.verl_plugin.resource_plan import model_shape
 
     config = {"hidden_size": 64, "num_hidden_layers": 2, "vocab_size": 100, "intermediate_size": 128}
@@ -280,3 +280,8 @@ def test_model_size_is_read_from_a_local_folder(tmp_path):
     shape = model_shape(str(tmp_path))
     assert shape.params == 2 * (64 * 3 * 64 + 64 * 64 + 3 * 64 * 128) + 2 * 100 * 64
     assert model_shape("Qwen/Qwen2.5-7B-Instruct").layers == 28 and model_shape(str(Path("nowhere"))) is None
+    import huggingface_hub  # a hub id whose config.json is in the Hugging Face cache (nothing downloaded)
+
+    cached = {("org/tiny-model", "config.json"): str(tmp_path / "config.json")}
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name: cached.get((repo, name)))
+    assert model_shape("org/tiny-model") == shape and model_shape("org/other-model") is None

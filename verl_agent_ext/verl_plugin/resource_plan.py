@@ -110,8 +110,14 @@ class NodeSpec:
 
 
 def model_shape(path: str) -> ModelShape | None:
-    """From a local Hugging Face folder's config.json, else by known name; None when neither."""
+    """From the config.json of a local folder or of the Hugging Face cache (nothing is downloaded), else by known
+    name; None when none of them."""
     config_file = Path(os.path.expanduser(str(path))) / "config.json"
+    if not config_file.is_file() and str(path).count("/") == 1:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(str(path), "config.json")
+        config_file = Path(cached) if isinstance(cached, str) else config_file
     if config_file.is_file():
         hf = json.loads(config_file.read_text(encoding="utf-8"))
         hf = hf.get("text_config", hf)
