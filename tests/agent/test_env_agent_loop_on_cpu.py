@@ -16,6 +16,9 @@ def test_one_output_per_step_with_contract_fields(play):
     assert [o.extra_fields["step_reward"] for o in outputs] == [0.0, 0.0, 0.0, 0.0, 10.0]
     assert [o.extra_fields["anchor_obs"] for o in outputs] == ["cell 0", "cell 0", "cell 0", "cell 1", "cell 2"]
     assert len({o.extra_fields["traj_uid"] for o in outputs}) == 1
+    # the model's own words, for SCPO's step_text=obs_response
+    assert outputs[0].extra_fields["response_text"].endswith("<think>left first</think><action>go left</action>")
+    assert outputs[1].extra_fields["response_text"].endswith("I go <action>fly</action>")
     for output in outputs:
         assert set(STEP_METADATA_KEYS) <= set(output.extra_fields)
         assert set(output.extra_fields) == set(outputs[0].extra_fields)

@@ -107,7 +107,8 @@ def test_scpo_keys_override_gigpo_keys_and_bad_values_list_valid_ones():
     assert parsed.gigpo.step_advantage_w == 0.5 and parsed.gigpo.gamma == 0.9
     with pytest.raises(ValueError, match=r"valid: \['longest', 'shortest', 'all'\]"):
         scpo_config_from({"scpo": {"reference": "median"}})
-    with pytest.raises(ValueError, match=r"valid: \['auto', 'embedding', 'static', 'cross_encoder', 'exact', 'difflib'\]"):
+    valid = r"valid: \['auto', 'embedding', 'static', 'cross_encoder', 'exact', 'difflib'\]"
+    with pytest.raises(ValueError, match=valid):
         scpo_config_from({"scpo": {"matcher": "bm25"}})
     with pytest.raises(ValueError, match="theta"):
         SCPOConfig(theta=1.0)

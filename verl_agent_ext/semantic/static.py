@@ -26,8 +26,10 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -40,6 +42,7 @@ STATIC_VARIANTS = ("sif", "pca", "plain")
 PCA_DIMS = 256
 SIF_COEFFICIENT = 1e-4
 FIT_STRIDE = 7
+SAVE_INTERVAL_S = 60.0  # the table file is rewritten at most this often (each write merges ~7 MB)
 
 
 class StaticEmbeddingMatcher(EmbeddingMatcher):
@@ -71,11 +74,11 @@ class StaticEmbeddingMatcher(EmbeddingMatcher):
     def _embed(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         tokenizer = self.model.tokenizer
         ids = tokenizer(texts, add_special_tokens=False, return_attention_mask=False)["input_ids"]
-        raw = self.table.vectors(ids, self.threads)
         if self.variant == "plain":
-            return mean_token_vectors(raw, ids), token_counts(tokenizer, texts, None)
-        used = np.unique(np.fromiter((i for row in ids for i in row), dtype=np.int64))
+            return mean_token_vectors(self.table.vectors(ids, self.threads), ids), token_counts(tokenizer, texts, None)
         mean, axes = self.table.fit(self.threads)
+        raw = self.table.vectors(ids, self.threads)
+        used = np.unique(np.fromiter((i for row in ids for i in row), dtype=np.int64))
         rows = np.zeros((len(raw), axes.shape[0]), dtype=np.float32)
         rows[used] = (raw[used] - mean) @ axes.T
         if self.variant == "sif":
@@ -97,6 +100,7 @@ class StaticTable:
         self._rows = np.zeros((size, encoder.get_embedding_dimension()), dtype=np.float32)
         self._known = np.zeros(size, dtype=bool)
         self._fit: tuple[np.ndarray, np.ndarray] | None = None
+        self._saved_at = -math.inf
         self.distilled = 0
         self.path = table_path(model)
         self._load()
@@ -124,7 +128,11 @@ class StaticTable:
             real = sorted(i for t, i in vocab.items() if i < len(self._rows) and not t.startswith("[unused"))
             sample = np.asarray([i for i in real if self.tokenizer.convert_ids_to_tokens(i) not in special])
             sample = sample[::FIT_STRIDE]
+            before = self.distilled
             fit = self.vectors([sample.tolist()], threads)[sample].astype(np.float64)
+            if self.distilled > before:  # persist the fit sample now: it is what a new process would pay for
+                self._saved_at = -math.inf
+                self._save()
             mean = fit.mean(axis=0)
             _, _, axes = np.linalg.svd(fit - mean, full_matrices=False)
             self._fit = mean.astype(np.float32), axes[:PCA_DIMS].astype(np.float32)
@@ -139,7 +147,14 @@ class StaticTable:
                     self._known[ids] = True
 
     def _save(self) -> None:
-        """Merge the known rows into the cache file (another process may have added rows meanwhile)."""
+        """Merge the known rows into the cache file (another process may have added rows meanwhile).
+
+        At most once per SAVE_INTERVAL_S: tokens distilled in between are saved with the next new ones (or
+        distilled again by a later process).
+        """
+        if time.monotonic() - self._saved_at < SAVE_INTERVAL_S:
+            return
+        self._saved_at = time.monotonic()
         self._load()
         ids = np.flatnonzero(self._known)
         self.path.parent.mkdir(parents=True, exist_ok=True)
