@@ -89,13 +89,14 @@ def test_attention_check_on_cuda_names_the_exact_fix(script_configs, monkeypatch
 
 
 def test_start_up_check_covers_every_registered_estimator(script_configs):
+    from verl_agent_ext.credit.contract import SETTINGS_READERS
     from verl_agent_ext.verl_plugin.estimators import register_estimators
 
     register_estimators()
     from verl.trainer.ppo import core_algos
 
     ours = {name for name, fn in core_algos.ADV_ESTIMATOR_REGISTRY.items() if fn.__module__.startswith("verl_agent")}
-    assert ours == set(startup_check.ESTIMATOR_SETTINGS)
+    assert ours == set(startup_check.REGISTERED_NAMES) == set(SETTINGS_READERS)
     for script, bad in [
         ("run_3spo_alfworld.sh", "algorithm.sspo.zeta=-1"),
         ("run_empg_alfworld.sh", "algorithm.empg.k=-1"),

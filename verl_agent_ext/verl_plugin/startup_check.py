@@ -16,18 +16,8 @@ import importlib
 import os
 from typing import Any
 
-from verl_agent_ext.credit.config import empg_config_from, gigpo_config_from, scpo_config_from, sspo_config_from
-from verl_agent_ext.credit.istar import istar_config_from
-
-ESTIMATOR_SETTINGS = {
-    "gigpo": gigpo_config_from,
-    "scpo": scpo_config_from,
-    "sspo": sspo_config_from,
-    "3spo": sspo_config_from,
-    "empg": empg_config_from,
-    "istar": istar_config_from,
-}
-"""Every estimator the plugin registers, and the builder of its settings from verl's `algorithm` section."""
+from verl_agent_ext.credit.contract import estimator_settings
+from verl_agent_ext.estimators import REGISTERED_NAMES
 
 VERL_INSTALL = 'pip install "verl[vllm,fsdp]==0.9.1"'
 """verl's `vllm` extra has no flash-attn; its `fsdp` extra brings it (flash-attn 2.8.3, for torch 2.11)."""
@@ -41,7 +31,7 @@ def check_registrations() -> None:
 
     from verl_agent_ext.agent import AGENT_LOOP_NAME
 
-    missing = [name for name in ESTIMATOR_SETTINGS if name not in core_algos.ADV_ESTIMATOR_REGISTRY]
+    missing = [name for name in REGISTERED_NAMES if name not in core_algos.ADV_ESTIMATOR_REGISTRY]
     if missing:
         raise RuntimeError(f"the verl_agent_ext plugin did not register estimator(s) {missing}: is it installed?")
     if AGENT_LOOP_NAME not in _agent_loop_registry:
@@ -51,14 +41,11 @@ def check_registrations() -> None:
 def check_estimator_settings(config: Any) -> None:
     """Build the chosen plugin estimator's settings from `algorithm`; bad keys or values raise a one-line error.
 
-    The single call site of per-estimator setting validation at start-up: a stricter validator of an estimator's
-    settings (credit/) belongs in its builder in ESTIMATOR_SETTINGS, or is called from here.
+    The same validation train-local and credit-eval run before any rollout (`credit.contract.estimator_settings`).
     """
     algorithm = config.get("algorithm") or {}
     name = str(getattr(algorithm.get("adv_estimator"), "value", algorithm.get("adv_estimator")))
-    builder = ESTIMATOR_SETTINGS.get(name)
-    if builder is not None:
-        builder(algorithm)
+    estimator_settings(name, algorithm)
 
 
 def cuda_available() -> bool:
