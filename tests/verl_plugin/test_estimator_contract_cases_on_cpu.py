@@ -7,7 +7,7 @@ import torch
 from verl_agent_ext.credit import GiGPOConfig, StepBatch, compute_gigpo, gigpo_config_from, scpo_config_from
 from verl_agent_ext.credit.batch import checked_step_batch
 from verl_agent_ext.credit.config import EMPGConfig, empg_config_from
-from verl_agent_ext.verl_plugin.estimators import compute_step_advantage
+from verl_agent_ext.estimators import compute_step_advantage
 
 STEP_ESTIMATORS = ("gigpo", "scpo", "sspo", "empg", "istar")
 

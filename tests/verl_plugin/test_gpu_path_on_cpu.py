@@ -90,7 +90,7 @@ def test_attention_check_on_cuda_names_the_exact_fix(script_configs, monkeypatch
 
 def test_start_up_check_covers_every_registered_estimator(script_configs):
     from verl_agent_ext.credit.contract import SETTINGS_READERS
-    from verl_agent_ext.verl_plugin.estimators import register_estimators
+    from verl_agent_ext.estimators import register_estimators
 
     register_estimators()
     from verl.trainer.ppo import core_algos
