@@ -306,24 +306,26 @@ def float_column(key: str, values: Sequence) -> np.ndarray:
     if array.dtype.kind in "biuf":
         return array.astype(np.float64).reshape(-1)
     if array.dtype.kind == "O":
-        out = np.empty(len(array))
-        for i, value in enumerate(array.reshape(-1)):
-            if value is None:
-                out[i] = np.nan
-            elif isinstance(value, numbers.Real) and not isinstance(value, str):
-                out[i] = float(value)
-            else:
-                raise ValueError(f"{key} must hold numbers, got {value!r} ({type(value).__name__}) at row {i}")
-        return out
+        array = array.reshape(-1)
+        kinds = {type(value) for value in array}  # a handful of types: check them, not every value
+        wrong = [kind for kind in kinds if kind is not type(None) and not issubclass(kind, numbers.Real)]
+        if wrong:
+            row = next(i for i, value in enumerate(array) if type(value) in wrong)
+            raise ValueError(f"{key} must hold numbers, got {array[row]!r} ({wrong[0].__name__}) at row {row}")
+        if type(None) in kinds:
+            array = np.asarray([np.nan if value is None else value for value in array], dtype=object)
+        return array.astype(np.float64)
     raise ValueError(f"{key} must hold numbers, got an array of {array.dtype} (e.g. {array.reshape(-1)[:1].tolist()})")
 
 
 def bool_column(key: str, values: Sequence) -> np.ndarray:
     """(n,) bool, parsed strictly: bools, 0/1, and the strings true/false/1/0/yes/no (any case); others raise."""
-    array = np.asarray(values)
+    array = np.asarray(values).reshape(-1)
     if array.dtype == bool:
-        return array.reshape(-1)
-    return np.fromiter((strict_bool(key, value, row) for row, value in enumerate(array.reshape(-1))), bool, array.size)
+        return array
+    if array.dtype.kind == "O" and {type(value) for value in array} <= {bool, np.bool_}:
+        return array.astype(bool)
+    return np.fromiter((strict_bool(key, value, row) for row, value in enumerate(array)), bool, array.size)
 
 
 def strict_bool(key: str, value: object, row: int | None = None) -> bool:

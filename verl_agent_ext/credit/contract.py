@@ -104,11 +104,12 @@ def check_outcome_rewards(name: str, token_level_rewards: torch.Tensor, labels: 
     refuse_nonfinite_labels(name, "token_level_rewards", returns, labels, maskable=False)
 
 
-def check_finite_output(name: str, advantages: torch.Tensor, returns: torch.Tensor) -> None:
-    """The last line of the contract: finite inputs that still overflow (e.g. rewards of 1e39 in float32) raise."""
+def check_finite_output(name: str, advantages: np.ndarray, returns: np.ndarray, dtype: torch.dtype) -> None:
+    """The last line of the contract: finite inputs whose outputs (n,) overflow `dtype` (rewards of 1e39) raise."""
+    limit = torch.finfo(dtype).max
     for key, values in (("advantages", advantages), ("returns", returns)):
-        if not bool(torch.isfinite(values).all()):
+        if not (np.abs(values) <= limit).all():  # NaN fails the comparison too
             raise ValueError(
-                f"adv_estimator={name}: the {key} overflow {values.dtype} although every input is finite (largest "
+                f"adv_estimator={name}: the {key} overflow {dtype} although every input is finite (largest "
                 "|reward| too large for the dtype?); rescale the environment's rewards"
             )

@@ -134,10 +134,10 @@ def compute_step_advantage(
         return torch.zeros_like(mask), torch.zeros_like(mask), checked.diagnostics(name)
     active = (response_mask[rows].sum(dim=-1) > 0).cpu().numpy()
     result = entry.credit(batch, config, metadata, active)
-    advantages = torch.as_tensor(checked.scatter(result.advantage), dtype=mask.dtype, device=mask.device)
-    returns = torch.as_tensor(checked.scatter(result.step_return), dtype=mask.dtype, device=mask.device)
-    advantages, returns = advantages.unsqueeze(-1) * mask, returns.unsqueeze(-1) * mask
-    check_finite_output(name, advantages, returns)
+    advantage, step_return = checked.scatter(result.advantage), checked.scatter(result.step_return)
+    check_finite_output(name, advantage, step_return, mask.dtype)
+    advantages = torch.as_tensor(advantage, dtype=mask.dtype, device=mask.device).unsqueeze(-1) * mask
+    returns = torch.as_tensor(step_return, dtype=mask.dtype, device=mask.device).unsqueeze(-1) * mask
     result = dataclasses.replace(result, diagnostics={**result.diagnostics, **checked.diagnostics(name)})
     _last_diagnostics.clear()
     _last_diagnostics.update(result.diagnostics)
