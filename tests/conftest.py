@@ -3,6 +3,7 @@ the suite reads nothing beside the clone."""
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,16 +14,21 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES_DIR = Path(__file__).resolve().parent / "fixtures"
+TEMP_DIR = os.path.abspath(tempfile.gettempdir())
 
 
 def _beside_the_clone(path: str) -> bool:
-    """True for a path in the clone's parent folder outside the clone (e.g. ../shared); hidden folders there
-    (~/.cache, ~/.local, a .venv) are the user's environment, not project data."""
+    """True for a path in the clone's parent folder outside the clone: always `../shared`; other siblings unless
+    hidden (~/.cache, ~/.local, a .venv: the user's environment) or inside the temp folder (pytest's tmp_path when
+    the clone itself sits in /tmp)."""
     resolved = os.path.abspath(path)
     parent = str(PROJECT_ROOT.parent)
     if not resolved.startswith(parent + os.sep) or resolved.startswith(str(PROJECT_ROOT) + os.sep):
         return False
-    return not resolved[len(parent) + 1 :].startswith(".")
+    first = resolved[len(parent) + 1 :].split(os.sep, 1)[0]
+    if first == "shared":
+        return True
+    return not first.startswith(".") and not resolved.startswith(TEMP_DIR + os.sep)
 
 
 def _refuse_reads_beside_the_clone(event: str, args: tuple) -> None:
