@@ -16,12 +16,29 @@ import numpy as np
 import torch
 
 from verl_agent_ext.agent import EPISODE_KEYS
-from verl_agent_ext.credit import REQUIRED_METADATA_KEYS, gigpo_config_from, scpo_config_from
+from verl_agent_ext.credit import (
+    PRM_STEP_REWARD_KEY,
+    REQUIRED_METADATA_KEYS,
+    empg_config_from,
+    gigpo_config_from,
+    istar_config_from,
+    scpo_config_from,
+)
+from verl_agent_ext.credit.config import sspo_config_from
 
-OPTIONAL_METADATA_KEYS = ("step_entropy", "next_anchor_obs")
-"""Columns the rollouts provide for estimators registered later (empg: step_entropy, sspo: next_anchor_obs)."""
+OPTIONAL_METADATA_KEYS = ("step_entropy", "next_anchor_obs", PRM_STEP_REWARD_KEY)
+"""Columns for estimators registered later (empg: step_entropy, sspo: next_anchor_obs, istar: prm_step_reward),
+passed on when the rollouts provide them."""
 
-CONFIG_READERS = {"gigpo": gigpo_config_from, "scpo": scpo_config_from}
+CONFIG_READERS = {
+    "gigpo": gigpo_config_from,
+    "scpo": scpo_config_from,
+    "sspo": sspo_config_from,
+    "3spo": sspo_config_from,
+    "empg": empg_config_from,
+    "istar": istar_config_from,
+}
+"""Each step-level estimator's config reader: it raises on an unknown key or value before anything runs."""
 
 
 @dataclass(frozen=True)
@@ -62,21 +79,27 @@ def algorithm_config(spec: EstimatorSpec, settings: Sequence[str] = ()):
 
     Raises ValueError for an unknown estimator (listing the registered ones) and for invalid gigpo/scpo keys.
     """
+    return verl_config(spec, settings).algorithm
+
+
+def verl_config(spec: EstimatorSpec, settings: Sequence[str] = (), base: Sequence[str] = ()):
+    """verl's whole `ppo_trainer` config for `spec`: the tool's `base` overrides, then the global `--set`
+    settings, then the spec's own. Raises ValueError as `algorithm_config`."""
     from verl_agent_ext.local.advantages import estimator_fn
     from verl_agent_ext.local.config import LocalTrainConfig, compose_verl_config
 
     estimator_fn(spec.name)
-    overrides = [hydra_override(setting) for setting in settings] + list(spec.overrides)
+    overrides = [*base, *(hydra_override(setting) for setting in settings), *spec.overrides]
     from hydra.errors import HydraException
 
     try:
-        algorithm = compose_verl_config(LocalTrainConfig(estimator=spec.name, verl_overrides=overrides)).algorithm
+        config = compose_verl_config(LocalTrainConfig(estimator=spec.name, verl_overrides=overrides))
     except HydraException as error:
         raise ValueError(f"settings {overrides} of estimator {spec.label!r} do not apply: {error}") from error
     for name, read in CONFIG_READERS.items():
         if spec.name == name:
-            read(algorithm)
-    return algorithm
+            read(config.algorithm)
+    return config
 
 
 def estimator_advantages(
@@ -91,7 +114,7 @@ def estimator_advantages(
     from verl_agent_ext.local.batch import StepRows
 
     n = len(columns["uid"])
-    keys = (*REQUIRED_METADATA_KEYS, *EPISODE_KEYS, *OPTIONAL_METADATA_KEYS)
+    keys = (*REQUIRED_METADATA_KEYS, *EPISODE_KEYS, *(key for key in OPTIONAL_METADATA_KEYS if key in columns))
     rows = StepRows(
         prompts=[[0]] * n,
         responses=torch.zeros((n, 1), dtype=torch.long),

@@ -10,7 +10,7 @@ One iteration, read top to bottom in `LocalTrainer.train_iteration`:
      metadata, anything else is called with verl's standard arguments, as verl's `compute_advantage` does); for
      istar the PRM adapter first scores the rows and takes its own update (`verl_agent_ext.local.prm`).
   4. update: `ppo_epochs` passes over the rows in micro-batches; the loss is verl's policy loss / KL / aggregation
-     (`verl_agent_ext.local.loss`), gradients accumulate to one optimizer step per mini-batch (all rows).
+     (`verl_agent_ext.actor_loss`), gradients accumulate to one optimizer step per mini-batch (all rows).
 Each iteration appends a metrics record (JSONL), prints a table row, redraws the learning curve and checkpoints.
 Ctrl-C before the optimizer step abandons the iteration (the weights are still those of the last completed one),
 saves a checkpoint and exits; `resume=True` continues from it.
@@ -39,7 +39,7 @@ from verl_agent_ext.local.batch import StepRows, step_rows
 from verl_agent_ext.local.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from verl_agent_ext.local.config import LocalTrainConfig, actor_config, compose_verl_config
 from verl_agent_ext.local.hf_server import HFServerManager
-from verl_agent_ext.local.loss import actor_loss, set_global_batch_info
+from verl_agent_ext.actor_loss import actor_loss, set_global_batch_info
 from verl_agent_ext.local.metrics import MetricsLog, plot_learning_curve, table_header, table_row
 from verl_agent_ext.local.model import add_lora, load_adapter, load_policy
 from verl_agent_ext.local.prm import PRM_FILE, ImplicitPRM, load_prm, save_prm
