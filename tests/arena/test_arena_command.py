@@ -19,13 +19,14 @@ MICRO = [
     "--set=arena.groups_per_iter=2",
     "--set=arena.max_steps=15",
     "--set=arena.bc_steps=10",
+    "--set=arena.lr=0.1",
     "--set=arena.eval_episodes=4",
 ]
 
 
 def test_micro_arena_writes_files_and_grpo_learns(tmp_path, capsys):
     out = tmp_path / "arena"
-    argv = ["arena", "--estimators", "grpo,gigpo", "--seeds", "0", "--episodes", "240", "--eval-every", "40"]
+    argv = ["arena", "--estimators", "grpo,gigpo", "--seeds", "0", "--episodes", "160", "--eval-every", "40"]
     assert main([*argv, *MICRO, "--out", str(out)]) == 0
     table = capsys.readouterr().out
     assert "| grpo |" in table and "| gigpo |" in table and "ΔAUC vs grpo" in table
@@ -34,11 +35,11 @@ def test_micro_arena_writes_files_and_grpo_learns(tmp_path, capsys):
     runs = report["runs"]
     assert set(runs) == {"grpo", "gigpo"}
     for run in (runs["grpo"]["0"], runs["gigpo"]["0"]):
-        assert run["episodes"] == [0, 40, 80, 120, 160, 200, 240]
-        assert len(run["heldout_success"]) == 7 and len(run["train_success"]) == 30
+        assert run["episodes"] == [0, 40, 80, 120, 160]
+        assert len(run["heldout_success"]) == 5 and len(run["train_success"]) == 20
         assert run["total_env_steps"] > 0 and run["wall_seconds"] > 0
     grpo = runs["grpo"]["0"]["train_success"]
-    assert np.mean(grpo[-10:]) > np.mean(grpo[:10]) + 0.1  # GRPO's training success rises on the micro-task
+    assert np.mean(grpo[-5:]) > np.mean(grpo[:5]) + 0.1  # GRPO's training success rises on the micro-task
     # resumable: a second call finds both runs and only rewrites the report
     assert main([*argv, *MICRO, "--out", str(out)]) == 0
     assert json.loads((out / "arena.json").read_text())["runs"] == runs

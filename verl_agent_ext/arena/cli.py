@@ -137,7 +137,8 @@ def _run_all(out: Path, config: Any, names: dict, configs: dict, seeds: list[int
 
     from tqdm import tqdm
 
-    todo = [(label, seed) for label in names for seed in seeds if not run_path(out, label, seed).is_file()]
+    # seed-major: an interrupted call leaves whole seeds (every estimator) finished first
+    todo = [(label, seed) for seed in seeds for label in names if not run_path(out, label, seed).is_file()]
     total = len(names) * len(seeds) * config.episodes
     done = (len(names) * len(seeds) - len(todo)) * config.episodes
     bar = tqdm(total=total, initial=done, unit="ep", desc="arena", smoothing=0.05)

@@ -49,7 +49,7 @@ class ArenaConfig:
 
     env: str = "alfworld"
     task_types: str = ""
-    train_per_type: int = 4
+    train_per_type: int = 2
     heldout_per_type: int = 2
     train_games: int = 0
     episodes: int = 4000
@@ -58,7 +58,7 @@ class ArenaConfig:
     groups_per_iter: int = 5
     max_steps: int = 20
     eval_episodes: int = 2
-    lr: float = 0.02
+    lr: float = 0.05
     ppo_epochs: int = 2
     bc_steps: int = 30
     bc_lr: float = 0.1
