@@ -45,6 +45,18 @@ def test_micro_arena_writes_files_and_grpo_learns(tmp_path, capsys):
     assert json.loads((out / "arena.json").read_text())["runs"] == runs
 
 
+def test_webshop_arena_with_branching_3spo(tmp_path, capsys):
+    out = tmp_path / "webshop"
+    argv = ["arena", "--env", "webshop", "--estimators", "grpo,sspo", "--seeds", "0", "--episodes", "16"]
+    settings = ["arena.train_per_type=8", "arena.heldout_per_type=4", "arena.group_size=4", "arena.groups_per_iter=2"]
+    settings += ["arena.max_steps=8", "arena.eval_episodes=1", "arena.bc_steps=5"]
+    assert main([*argv, "--eval-every", "8", *(f"--set={s}" for s in settings), "--out", str(out)]) == 0
+    runs = json.loads((out / "arena.json").read_text())["runs"]
+    assert runs["grpo"]["0"]["train_trajectories"] == [8, 8]  # one trajectory per session
+    assert all(count >= 8 for count in runs["sspo"]["0"]["train_trajectories"])  # branching: trees of sessions
+    assert "| sspo |" in capsys.readouterr().out
+
+
 def test_bad_settings_stop_before_any_run(tmp_path, capsys):
     for bad in (
         ["--set", "arena.max_stepz=3"],

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,14 +31,17 @@ ROW_KEYS = ("uid", *STEP_METADATA_KEYS, *EPISODE_KEYS, "step_entropy", "episode_
 
 
 class Actor:
-    """Samples actions of a `CandidatePolicy` at single states (no gradient)."""
+    """Samples actions of a `CandidatePolicy` at single states (no gradient); `candidates(observation)` gives the
+    actions to choose among (`arena.envs.ArenaEnvironment.candidates`)."""
 
-    def __init__(self, policy: CandidatePolicy, hasher: FeatureHasher) -> None:
-        self.policy, self.hasher = policy, hasher
+    def __init__(
+        self, policy: CandidatePolicy, hasher: FeatureHasher, candidates: Callable[[Observation], tuple[str, ...]]
+    ) -> None:
+        self.policy, self.hasher, self.candidates = policy, hasher, candidates
 
     def decide(self, observation: Observation, past_actions: Sequence[str], rng: np.random.Generator) -> _Decision:
-        """Sample one candidate at `observation`; an observation without candidates plays "look"."""
-        candidates = observation.admissible_actions or ("look",)
+        """Sample one candidate at `observation`."""
+        candidates = self.candidates(observation)
         context = Context(observation.task_description, observation.text, tuple(candidates), tuple(past_actions))
         features = self.hasher.features(context)
         log_p, entropy = self.policy.step_log_probs(features)

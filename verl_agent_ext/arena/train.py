@@ -38,7 +38,8 @@ class ArenaConfig:
     """The arena's own settings (`--set arena.KEY=VALUE`); verl's sections come from the composed config.
 
     env: environment; task_types: ALFWorld task types (comma-separated, "" = all six).
-    train_per_type / heldout_per_type: generated games per task type in the training / held-out split;
+    train_per_type / heldout_per_type: generated games per task type in the training / held-out split (WebShop:
+        goals of its train / test split);
     train_games: play only the first N training games (0: all of them; a micro-task for tests).
     episodes: training episodes (sessions) per run; eval_every: episodes between held-out evaluations.
     group_size: sessions per task (rollout.n); groups_per_iter: tasks per iteration.
@@ -145,7 +146,7 @@ def run_arena(
     algorithm = verl_config.algorithm
     branching = _branching(verl_config, estimator, config)
     prm = _ImplicitPRM(copy.deepcopy(policy), algorithm, config.lr) if estimator == ISTAR else None
-    actor = Actor(policy, hasher)
+    actor = Actor(policy, hasher, environment.candidates)
 
     curve = {"episodes": [], "heldout_success": [], "env_steps": []}
     train = {"episodes": [], "success": [], "trajectories": []}

@@ -56,14 +56,15 @@ def _record(environment: ArenaEnvironment, max_steps: int) -> list[dict]:
             observation, past = env.reset(task), []
             for _ in range(max_steps):
                 action = demonstrator.act(observation)
-                if action in observation.admissible_actions:
+                candidates = environment.candidates(observation)
+                if action in candidates:
                     records.append(
                         {
                             "task": observation.task_description,
                             "observation": observation.text,
-                            "candidates": list(observation.admissible_actions),
+                            "candidates": list(candidates),
                             "past": list(past),
-                            "chosen": observation.admissible_actions.index(action),
+                            "chosen": candidates.index(action),
                         }
                     )
                 result = env.step(action)
