@@ -13,6 +13,7 @@ from verl_agent_ext.envs.alfworld.cached import (
     cache_dir,
     clear_tables,
     game_key,
+    readable_negations,
     train_heldout_tasks,
 )
 from verl_agent_ext.envs.alfworld.env import AlfworldEnv
@@ -59,7 +60,7 @@ def test_cached_env_equals_the_engine_on_random_walks(two_games):
     cached = CachedAlfworldEnv(**settings)
     got, _ = _random_walks(cached, two_games, episodes=16, seed=0, actions=actions)
     assert got == expected  # every observation, admissible list, reward, done, won, invalid flag and info
-    assert cached.hits > 0 and cached.misses > 0
+    assert cached.hits > 0 and cached.misses > 0 and cached.jumps > 0  # misses after hits jump the engine
     assert any(r.info.get("truncated") for r in expected[1:] if hasattr(r, "info"))
     assert any(getattr(r, "invalid", False) for r in expected)
 
@@ -67,6 +68,13 @@ def test_cached_env_equals_the_engine_on_random_walks(two_games):
     again, _ = _random_walks(warm, two_games, episodes=16, seed=0, actions=actions)
     assert again == expected
     assert warm.misses == 0 and warm._engine is None
+
+    clear_tables()  # one engine for two games: every game switch evicts and reloads
+    single = CachedAlfworldEnv(max_engines=1, **settings)
+    log, _ = _random_walks(single, two_games, episodes=4, seed=0, actions=actions)
+    assert log == expected[: len(log)] and len(single._engines) == 1
+    single.close()
+    assert not single._engines and single._engine is None
 
 
 def test_cached_env_plans_and_reads_facts_from_the_current_state(two_games):
@@ -82,8 +90,15 @@ def test_cached_env_plans_and_reads_facts_from_the_current_state(two_games):
     for action in walkthrough[:2]:
         second.step(action)
     assert second.misses == 0
-    assert second.state_facts() == first.state_facts()
-    assert second.plan(shortest=True) == first.plan(shortest=True)
+    engine = AlfworldEnv()
+    engine.reset(task)
+    for action in walkthrough[:2]:
+        engine.step(action)
+    assert second.state_facts() == first.state_facts() == engine.state_facts()
+    for shortest in (True, False):
+        assert second.plan(shortest) == engine.plan(shortest)
+        assert first.plan(shortest) == engine.plan(shortest)  # memoised per state by now
+    assert len(second._table.plans) == 2
     result = second.step(second.plan(shortest=True)[0])
     assert not result.invalid
 
@@ -101,6 +116,13 @@ def test_tables_persist_on_disk(two_games, tmp_path, monkeypatch):
     reader = CachedAlfworldEnv(max_steps=6, persist=True)
     assert _random_walks(reader, two_games[:1], episodes=3, seed=1, actions=actions)[0] == expected
     assert reader.misses == 0
+    # Operator ids are not on disk: the engine catches up by replaying the commands, to the same state.
+    engine = AlfworldEnv()
+    for env in (reader, engine):
+        env.reset(two_games[0])
+        for action in actions[:3]:
+            env.step(action)
+    assert reader.state_facts() == engine.state_facts() and reader.jumps == 0
 
 
 def test_train_and_heldout_games_are_disjoint_and_cover_all_task_types():
@@ -110,3 +132,37 @@ def test_train_and_heldout_games_are_disjoint_and_cover_all_task_types():
     train_keys = {game_key(game_file(task.task_id)) for task in train}
     assert not train_keys & {game_key(game_file(task.task_id)) for task in held_out}
     assert {task.split for task in held_out} == {"eval_in_distribution"}
+
+
+def test_engine_speedups_derive_the_same_text_as_textworld(two_games, monkeypatch):
+    """Shallow grammar contexts and memoised command texts (engine.py) against TextWorld's own functions."""
+    from textworld.envs.pddl import textgen
+
+    from verl_agent_ext.envs.alfworld import engine
+
+    fast_env = AlfworldEnv(max_steps=12)
+    fast, _ = _random_walks(fast_env, two_games, episodes=4, seed=3)
+    memo = engine._COMMAND_MEMOS[fast_env._engine.unwrapped._logic.grammar]
+    assert memo.texts and memo.qualifies["go to [{r.name | receptacleatlocation(r:receptacle, lend:location)}]"]
+    monkeypatch.setattr(textgen, "copy_context", engine.textworld_copy_context)
+    monkeypatch.setattr(textgen.ContextSensitiveGrammar, "derive", engine.textworld_derive)
+    assert _random_walks(AlfworldEnv(max_steps=12), two_games, episodes=4, seed=3)[0] == fast
+
+
+def test_command_memo_takes_only_templates_that_cannot_change_with_the_state():
+    from verl_agent_ext.envs.alfworld.engine import _CommandMemo
+
+    memo = _CommandMemo({"opened", "holds"}, unconditional_lists=True)
+    assert memo.check("take {o} from {r}") and memo.check("go to [{r.name | receptacleatlocation(r:r, l:l)}]")
+    assert memo.check("examine {r.name or r.id}")
+    assert not memo.check("open [{r.name | opened(r:receptacle)}]")  # a dynamic predicate
+    assert not memo.check("#look.feedback#") and not memo.check("{len(context['facts'])}")
+    assert not _CommandMemo(set(), unconditional_lists=False).check("go to [{r.name | at(r:r, l:l)}]")
+
+
+def test_state_key_keeps_the_negated_facts_the_grammar_reads(two_games):
+    game = json.loads((Path(two_games[0].task_id) / "game.tw-pddl").read_text())
+    assert readable_negations(game) == {"not_inreceptacle", "not_istoggled"}  # ALFWorld's grammar names these
+    impure = dict(game, grammar=game["grammar"].replace("{r.name}", "{context['facts']}", 1))
+    assert "{r.name}" in game["grammar"] and readable_negations(impure) is None
+    assert readable_negations(dict(game, grammar="not a grammar")) is None

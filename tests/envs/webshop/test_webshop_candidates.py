@@ -82,3 +82,17 @@ def test_cached_search_returns_fresh_lists_equal_to_the_index(env):
     again = catalog.search("hdmi cable gold plated", 50)
     assert again == [catalog.products[i] for i in catalog.index.search("hdmi cable gold plated", 50)]
     assert len(again) == 50
+
+
+def test_remembered_pages_equal_fresh_renders(env, tasks):
+    import random
+
+    rng = random.Random(0)
+    for episode in range(60):
+        observation = env.reset(tasks[episode % 10])
+        done = False
+        while not done:
+            result = env.step(rng.choice(candidate_actions(observation)))
+            observation, done = result.observation, result.done
+            assert observation == env._render()
+    assert len(env._pages) > 10

@@ -13,9 +13,11 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from cachetools import LRUCache
+
 from verl_agent_ext.envs.base import Observation, ParsedAction, StepResult, Task, TextEnv, Turn
 from verl_agent_ext.envs.text import MAX_ACTION_CHARS, extract_action, normalise
-from verl_agent_ext.envs.webshop.site import DONE, SEP, ShopSession
+from verl_agent_ext.envs.webshop.site import DONE, SEP, SUB_PAGE, ShopSession
 from verl_agent_ext.envs.webshop.tasks import DEFAULT_GENERATED_PRODUCTS, get_catalog
 from verl_agent_ext.envs.webshop.textmatch import NOUN_TAGGERS
 
@@ -23,6 +25,9 @@ SEARCH_TEMPLATE = "search[<your query>]"
 SUCCESS_REWARD = 10.0
 _ACTION = re.compile(r"^\s*(search|click)\s*\[(.*)\]\s*$", re.DOTALL | re.IGNORECASE)
 _MAX_LISTED_BUTTONS = 20
+# Rendered pages remembered per env, keyed by what a page shows (instruction, page, query, result page, product,
+# sub page): the chosen options and the purchase never change a page's text before "Buy Now".
+PAGE_CACHE_SIZE = 16_384
 
 
 def _split_action(action: str) -> tuple[str, str] | tuple[None, str]:
@@ -71,6 +76,7 @@ class WebShopEnv(TextEnv):
         self.history_length = history_length
         self._task: Task | None = None
         self._session: ShopSession | None = None
+        self._pages: LRUCache[tuple, Observation] = LRUCache(maxsize=PAGE_CACHE_SIZE)
         self._steps = 0
 
     @property
@@ -156,6 +162,19 @@ class WebShopEnv(TextEnv):
         return None
 
     def _observe(self) -> Observation:
+        """The current page's observation; pages other than the final one are remembered (an LRU per env)."""
+        session = self.session
+        if session.page == DONE:
+            return self._render()
+        product = session.product.asin if session.product is not None else None
+        sub_page = session.sub_page if session.page == SUB_PAGE else ""
+        key = (session.goal.instruction_text, session.page, session.keywords, session.page_number, product, sub_page)
+        observation = self._pages.get(key)
+        if observation is None:
+            observation = self._pages[key] = self._render()
+        return observation
+
+    def _render(self) -> Observation:
         session = self.session
         text = session.render()
         actions = ([SEARCH_TEMPLATE] if session.has_search_bar else []) + [f"click[{c}]" for c in session.clickables()]
