@@ -99,10 +99,10 @@ def test_policy_gradient_raises_the_chosen_action():
     hasher = FeatureHasher(4096)
     packed = pack([hasher.features(_contexts()[1])])
     optimizer = torch.optim.SGD(policy.parameters(), lr=0.5)
-    before = float(policy.log_probs(packed)[0][0])
+    before = policy.log_probs(packed)[0][0].item()
     for _ in range(5):
         loss = -chosen_log_probs(policy.log_probs(packed)[0], packed, torch.tensor([0])).sum()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    assert float(policy.log_probs(packed)[0][0]) > before + 0.1
+    assert policy.log_probs(packed)[0][0].item() > before + 0.1

@@ -142,6 +142,11 @@ def _run_all(out: Path, config: Any, names: dict, configs: dict, seeds: list[int
     total = len(names) * len(seeds) * config.episodes
     done = (len(names) * len(seeds) - len(todo)) * config.episodes
     bar = tqdm(total=total, initial=done, unit="ep", desc="arena", smoothing=0.05)
+    if jobs == 1:  # in this process: no start-up cost of a worker (each run resets its own state)
+        for label, seed in todo:
+            _one_run(out, label, names[label], configs[label], config, seed, _Progress(bar, out, total))
+        bar.close()
+        return
     context = multiprocessing.get_context("spawn")
     with context.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=context) as pool:
         queue = manager.Queue()
@@ -162,6 +167,18 @@ def _run_all(out: Path, config: Any, names: dict, configs: dict, seeds: list[int
             elapsed = bar.format_dict["elapsed"]
             (out / "progress.txt").write_text(f"{bar.n}/{total} episodes, {finished}/{runs} runs, {elapsed:.0f} s\n")
     bar.close()
+
+
+class _Progress:
+    """`put(k)` as the workers' queue: advances the bar and rewrites DIR/progress.txt."""
+
+    def __init__(self, bar, out: Path, total: int) -> None:
+        self.bar, self.out, self.total = bar, out, total
+
+    def put(self, episodes: int) -> None:
+        self.bar.update(episodes)
+        elapsed = self.bar.format_dict["elapsed"]
+        (self.out / "progress.txt").write_text(f"{self.bar.n}/{self.total} episodes, {elapsed:.0f} s\n")
 
 
 def _one_run(out: Path, label: str, name: str, verl_config: Any, config: Any, seed: int, queue: Any) -> None:
