@@ -44,32 +44,25 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from verl_agent_ext.credit_eval.options import add_estimator_arguments
+
     parser = subparsers.add_parser(
         "arena",
         help="sample efficiency of advantage estimators: a light policy trained by each, held-out success over seeds",
         description=__doc__.splitlines()[0],
     )
     parser.add_argument("--env", default="alfworld", help="environment (default alfworld)")
-    parser.add_argument(
-        "--estimators",
-        default="grpo,gigpo,scpo,sspo,empg,istar",
-        help="comma-separated registered estimators, each optionally with its own settings under algorithm.: "
-        "'scpo:scpo.theta=0.9:scpo.alpha=2' (default: all six)",
+    add_estimator_arguments(
+        parser,
+        "grpo,gigpo,scpo,sspo,empg,istar",
+        "verl setting for every estimator as in training (algorithm.gigpo.mode=mean_std_norm), or an arena setting "
+        "(arena.max_steps=20)",
     )
     parser.add_argument("--seeds", default="0-4", help="seeds, e.g. 0-9 or 0,3,5 (default 0-4)")
     parser.add_argument("--episodes", type=int, default=4000, help="training episodes per run (default 4000)")
     parser.add_argument("--eval-every", type=int, default=200, help="episodes between held-out evaluations")
     parser.add_argument("--level", type=float, default=0.5, help="success level of 'episodes to reach' (0.5)")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default 1)")
-    parser.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="verl setting for every estimator as in training (algorithm.gigpo.mode=mean_std_norm), or an arena "
-        "setting (arena.max_steps=20); repeatable",
-    )
     parser.add_argument("--out", required=True, help="output folder (runs/, arena.json, arena.png)")
     parser.set_defaults(func=run)
 
