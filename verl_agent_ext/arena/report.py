@@ -44,6 +44,11 @@ def _auc(run: Mapping[str, Any]) -> float:
     return curve_auc(run["episodes"], run["heldout_success"])
 
 
+def _train_mean(run: Mapping[str, Any]) -> float:
+    """Mean training success over all iterations: the training curve's area (its own episodes, sampled)."""
+    return float(np.mean(run["train_success"]))
+
+
 def summarise(runs: Runs, estimators: Mapping[str, str], level: float) -> dict[str, Any]:
     """Per label: success at the budgets, AUC, episodes to `level` (each mean + 95% interval over seeds), and paired
     differences of AUC and of final success against the first grpo / gigpo label. estimators: label -> name."""
@@ -62,6 +67,7 @@ def summarise(runs: Runs, estimators: Mapping[str, str], level: float) -> dict[s
             "success": {str(b): bootstrap_mean(_seed_values(by_seed, _at(b), seeds)) for b in points},
             "start": bootstrap_mean(_seed_values(by_seed, _at(0), seeds)),
             "auc": bootstrap_mean(_seed_values(by_seed, _auc, seeds)),
+            "train_auc": bootstrap_mean(_seed_values(by_seed, _train_mean, seeds)),
             "episodes_to_level": bootstrap_mean(reach),
             "reached": int(np.sum(~np.isnan(reach))),
             "runs": len(by_seed),
@@ -76,6 +82,9 @@ def summarise(runs: Runs, estimators: Mapping[str, str], level: float) -> dict[s
                 "auc": paired_difference(_seed_values(by_seed, _auc, seeds), _seed_values(runs[base], _auc, seeds)),
                 "final": paired_difference(
                     _seed_values(by_seed, _at(final), seeds), _seed_values(runs[base], _at(final), seeds)
+                ),
+                "train_auc": paired_difference(
+                    _seed_values(by_seed, _train_mean, seeds), _seed_values(runs[base], _train_mean, seeds)
                 ),
             }
         out["by_label"][label] = entry
@@ -101,7 +110,7 @@ def markdown_tables(summary: Mapping[str, Any]) -> str:
     header = (
         ["estimator", "start"]
         + [f"held-out @ {b}" for b in points]
-        + ["AUC", f"episodes to {summary['level']:g}", "env steps / run", "wall s (all seeds)"]
+        + ["AUC", f"episodes to {summary['level']:g}", "training success (mean)", "env steps / run", "wall s"]
     )
     lines = [
         f"Held-out success, mean over {len(seeds)} seed(s) {seeds[0]}-{seeds[-1]} with 95% bootstrap intervals:",
@@ -113,20 +122,22 @@ def markdown_tables(summary: Mapping[str, Any]) -> str:
         reach = entry["episodes_to_level"]
         reach_text = "not reached" if entry["reached"] == 0 else f"{_ci(reach, 0)} ({entry['reached']}/{entry['runs']})"
         cells = [label, f"{entry['start'][0]:.3f}"] + [_ci(entry["success"][str(b)]) for b in points]
-        cells += [_ci(entry["auc"]), reach_text, f"{entry['env_steps']:.0f}", f"{entry['wall_seconds']:.0f}"]
+        cells += [_ci(entry["auc"]), reach_text, _ci(entry["train_auc"])]
+        cells += [f"{entry['env_steps']:.0f}", f"{entry['wall_seconds']:.0f}"]
         lines.append("| " + " | ".join(cells) + " |")
     baselines = {name: label for name, label in summary["baselines"].items() if label is not None}
     if baselines:
         lines += ["", "Paired differences (same seed: same tasks, same warm start), 95% bootstrap over seeds:", ""]
         header = ["estimator"] + [
-            f"{what} vs {label}" for label in baselines.values() for what in ("ΔAUC", f"Δ@{points[-1]}")
+            f"{what} vs {label}" for label in baselines.values() for what in ("ΔAUC", f"Δ@{points[-1]}", "Δtrain")
         ]
         lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         for label, entry in summary["by_label"].items():
             cells = [label]
             for name in baselines:
                 paired = entry["paired"].get(name)
-                cells += [_signed(paired["auc"]), _signed(paired["final"])] if paired else ["-", "-"]
+                keys = ("auc", "final", "train_auc")
+                cells += [_signed(paired[key]) for key in keys] if paired else ["-"] * len(keys)
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
