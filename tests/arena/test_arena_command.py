@@ -40,9 +40,11 @@ def test_micro_arena_writes_files_and_grpo_learns(tmp_path, capsys):
         assert run["total_env_steps"] > 0 and run["wall_seconds"] > 0
     grpo = runs["grpo"]["0"]["train_success"]
     assert np.mean(grpo[-5:]) > np.mean(grpo[:5]) + 0.1  # GRPO's training success rises on the micro-task
-    # resumable: a second call finds both runs and only rewrites the report
+    # resumable: a second call finds both runs and only rewrites the report; --report-only keeps finished seeds
     assert main([*argv, *MICRO, "--out", str(out)]) == 0
     assert json.loads((out / "arena.json").read_text())["runs"] == runs
+    assert main([*argv[:-4], "0,1", *argv[-4:], *MICRO, "--report-only", "--out", str(out)]) == 0
+    assert json.loads((out / "arena.json").read_text())["seeds"] == [0]
 
 
 def test_webshop_arena_with_branching_3spo(tmp_path, capsys):

@@ -63,6 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--eval-every", type=int, default=200, help="episodes between held-out evaluations")
     parser.add_argument("--level", type=float, default=0.5, help="success level of 'episodes to reach' (0.5)")
     parser.add_argument("--jobs", type=int, default=1, help="runs in parallel processes (default 1)")
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing: report the seeds whose runs of every estimator are finished (e.g. while a call runs)",
+    )
     parser.add_argument("--out", required=True, help="output folder (runs/, arena.json, arena.png)")
     parser.set_defaults(func=run)
 
@@ -94,10 +99,14 @@ def run(args: argparse.Namespace) -> int:
         }
     names = {spec.label: spec.name for spec in specs}
     out = Path(args.out)
-    fingerprint = _fingerprint(config, verl_settings)
-    _check_folder(out, fingerprint)
+    _check_folder(out, _fingerprint(config, verl_settings), create=not args.report_only)
     start = time.perf_counter()
-    _run_all(out, config, names, configs, seeds, args.jobs)
+    if args.report_only:
+        seeds = [seed for seed in seeds if all(run_path(out, label, seed).is_file() for label in names)]
+        if not seeds:
+            raise UserError(f"no seed of {args.seeds} has finished runs of every estimator in {out}")
+    else:
+        _run_all(out, config, names, configs, seeds, args.jobs)
     print(_report(out, config, names, seeds, args, time.perf_counter() - start))
     return 0
 
@@ -106,15 +115,16 @@ def _fingerprint(config: Any, verl_settings: list[str]) -> str:
     return hashlib.sha256(json.dumps([config.to_dict(), verl_settings], sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _check_folder(out: Path, fingerprint: str) -> None:
+def _check_folder(out: Path, fingerprint: str, create: bool) -> None:
     """A folder with runs of other settings cannot be resumed (its curves would mix with these)."""
     from verl_agent_ext.errors import UserError
 
     marker = out / "settings.sha"
     if marker.is_file() and marker.read_text().strip() != fingerprint:
         raise UserError(f"{out} holds arena runs of other settings (arena.* or global --set); use another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    marker.write_text(fingerprint + "\n")
+    if create:
+        out.mkdir(parents=True, exist_ok=True)
+        marker.write_text(fingerprint + "\n")
 
 
 def run_path(out: Path, label: str, seed: int) -> Path:
