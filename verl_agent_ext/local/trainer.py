@@ -31,6 +31,7 @@ from uuid import uuid4
 import numpy as np
 import torch
 
+from verl_agent_ext.actor_loss import actor_loss, set_global_batch_info
 from verl_agent_ext.agent.state_score_store import STATE_FILE, load_state, run_score_store, save_state
 from verl_agent_ext.credit.empg import STEP_ENTROPY_KEY
 from verl_agent_ext.credit.istar import istar_config_from
@@ -39,7 +40,6 @@ from verl_agent_ext.local.batch import StepRows, step_rows
 from verl_agent_ext.local.checkpoint import find_checkpoint, load_checkpoint, save_checkpoint
 from verl_agent_ext.local.config import LocalTrainConfig, actor_config, compose_verl_config
 from verl_agent_ext.local.hf_server import HFServerManager
-from verl_agent_ext.actor_loss import actor_loss, set_global_batch_info
 from verl_agent_ext.local.metrics import MetricsLog, plot_learning_curve, table_header, table_row
 from verl_agent_ext.local.model import add_lora, load_adapter, load_policy
 from verl_agent_ext.local.prm import PRM_FILE, ImplicitPRM, load_prm, save_prm
