@@ -9,14 +9,15 @@ median over --repeats runs (min-max in brackets); steps/s = `env.step` calls of 
 
 ALFWorld (generated training games, one per task type, --max-steps 30; each game's PDDL translation is done
 before timing):
-- random walk: uniform over the admissible commands. "raw engine": `AlfworldEnv`. "cached, cold": a
+- random walk: uniform over the admissible commands. "raw engine": `AlfworldEnv` (with and without engine.py's
+  text-derivation speedups; it reloads a game whenever the game changes, ~80 ms). "cached, cold": a
   `CachedAlfworldEnv` starting from empty tables, same walks. "cached, warm replay": those walks again (all hits).
   "cached, warm, new walks": other random walks on the warmed tables (hits and misses).
 - epsilon-expert: --policy-episodes episodes per game of the shortest-plan expert taking a uniform admissible
   command with probability --epsilon, from empty tables: like a warm-started policy, it revisits likely paths
   and strays; steps/s over the whole run and the hit rate of its second half.
 - hit rate by key: the same runs counted with the command history as the key instead of the world state (the
-  hits a history cache would get), to show why the cache keys by state. "cached, cold" and "policy-like" show
+  hits a history cache would get), to show why the cache keys by state. "cached, cold" and "epsilon-expert" show
   the state key's hit rate (epsilon-expert: in the second half of its episodes).
 
 --curve-episodes N prints instead how the hit rate grows: the epsilon-expert from empty tables, N episodes per
@@ -34,11 +35,12 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+import contextlib  # noqa: E402
 import random  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
+from collections.abc import Callable, Iterator  # noqa: E402
 
 from verl_agent_ext.envs.alfworld.cached import CachedAlfworldEnv, clear_tables  # noqa: E402
 from verl_agent_ext.envs.alfworld.env import AlfworldEnv  # noqa: E402
@@ -121,6 +123,24 @@ def _summary(values: list[float], fmt: str = ",.0f") -> str:
     return f"{statistics.median(values):{fmt}} [{min(values):{fmt}}-{max(values):{fmt}}]"
 
 
+@contextlib.contextmanager
+def _textworld_text_derivation() -> Iterator[None]:
+    """Undo engine.py's two text-derivation speedups (shallow contexts, memoised command texts) for a while."""
+    from textworld.envs.pddl import textgen
+
+    from verl_agent_ext.envs.alfworld import engine
+
+    fast = textgen.copy_context, textgen.ContextSensitiveGrammar.derive
+    textgen.copy_context, textgen.ContextSensitiveGrammar.derive = (
+        engine.textworld_copy_context,
+        engine.textworld_derive,
+    )
+    try:
+        yield
+    finally:
+        textgen.copy_context, textgen.ContextSensitiveGrammar.derive = fast
+
+
 def alfworld_rows(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     tasks = generated_tasks("train", per_type=10, seed=0)
     games = list({task.task_type: task for task in reversed(tasks)}.values())[: args.games]
@@ -138,6 +158,9 @@ def alfworld_rows(args: argparse.Namespace) -> list[tuple[str, str, str]]:
 
     for repeat in range(args.repeats):
         seed = 1000 * repeat
+        with _textworld_text_derivation():
+            steps, seconds, _ = _play(engine, games, args.episodes, _uniform, seed)
+        record("random walk: raw engine, TextWorld's own text derivation", steps, seconds)
         steps, seconds, history_hits = _play(engine, games, args.episodes, _uniform, seed, seen=set())
         record("random walk: raw engine (AlfworldEnv)", steps, seconds)
         clear_tables()

@@ -403,7 +403,7 @@ class CachedAlfworldEnv(AlfworldEnv):
 
         One command behind: step it. Further behind (or not reset for this episode): rebuild the game's start
         state and apply the PDDL operators of the episode's transitions directly, without deriving any text,
-        then derive the admissible commands once; the facts digest must match the state's. Transitions whose
+        then derive the admissible commands once; they and the facts digest must match the state's. Transitions whose
         operator this process never saw (tables read from disk) are replayed through the engine instead.
         """
         if self._path_file is None:
@@ -453,9 +453,13 @@ class CachedAlfworldEnv(AlfworldEnv):
             state.apply(SimpleNamespace(id=operator_id))
         pddl._pddl_state, pddl.prev_state, pddl.state, pddl._last_action = state, None, GameState(), None
         pddl._moves = len(plan)
-        if self._state_digest() != self._table.digests[self._state]:
-            raise RuntimeError(f"ALFWorld cache: replaying the operators of {self._table.game_key} missed the state")
         pddl._gather_infos()
+        # The facts check the Python side, the admissible commands (Fast Downward's applicable operators) the planner.
+        if (
+            self._state_digest() != self._table.digests[self._state]
+            or tuple(pddl.state["admissible_commands"]) != self._table.admissible[self._state]
+        ):
+            raise RuntimeError(f"ALFWorld cache: replaying the operators of {self._table.game_key} missed the state")
         self._engine_depth = len(self._commands)
         self.jumps += 1
         return True
@@ -501,12 +505,12 @@ def _copy_facts(state: Any) -> tuple:
 
 
 def _restore_facts(state: Any, copied: tuple) -> None:
-    facts, by_name, by_type, counts = _copy_facts(SimpleNamespace(**dict(zip(_FACT_FIELDS, copied, strict=True))))
-    state._facts, state._vars_by_name = defaultdict(set, facts), by_name
-    state._vars_by_type, state._var_counts = defaultdict(set, by_type), counts
-
-
-_FACT_FIELDS = ("_facts", "_vars_by_name", "_vars_by_type", "_var_counts")
+    """Put a `_copy_facts` copy back into `state` (copied again: the copy serves every later jump)."""
+    facts, by_name, by_type, counts = copied
+    state._facts = defaultdict(set, {signature: set(values) for signature, values in facts.items()})
+    state._vars_by_name = dict(by_name)
+    state._vars_by_type = defaultdict(set, {kind: set(variables) for kind, variables in by_type.items()})
+    state._var_counts = Counter(counts)
 
 
 def train_heldout_tasks(
