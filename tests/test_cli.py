@@ -10,6 +10,7 @@ SUBCOMMANDS = (
     "webshop-generate",
     "play",
     "credit-eval",
+    "arena",
     "prepare-data",
     "expert-data",
     "train-local",

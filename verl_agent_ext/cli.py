@@ -22,6 +22,7 @@ SUBCOMMAND_MODULES = (
     "verl_agent_ext.envs.webshop.generate_cli",
     "verl_agent_ext.envs.play_cli",
     "verl_agent_ext.credit_eval.cli",
+    "verl_agent_ext.arena.cli",
     "verl_agent_ext.agent.prepare_data_cli",
     "verl_agent_ext.agent.expert_data_cli",
     "verl_agent_ext.local.train_cli",

@@ -11,8 +11,8 @@ from tensordict import TensorDict
 from verl.utils import tensordict_utils as tu
 from verl.workers.utils.losses import ppo_loss
 
+from verl_agent_ext.actor_loss import actor_loss, set_global_batch_info
 from verl_agent_ext.local.config import LocalTrainConfig, actor_config, compose_verl_config
-from verl_agent_ext.local.loss import actor_loss, set_global_batch_info
 
 
 @pytest.fixture(scope="module")

@@ -30,6 +30,8 @@ def _ints(text: str) -> list[int]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from verl_agent_ext.credit_eval.options import add_estimator_arguments
+
     parser = subparsers.add_parser(
         "credit-eval",
         help="credit quality of advantage estimators against the planner's oracle labels (AUC, shares, Spearman)",
@@ -41,11 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="alfworld (planner oracle) or webshop (expert-path oracle, generated catalog, varied search queries; "
         "credit_eval/webshop.py); default alfworld",
     )
-    parser.add_argument(
-        "--estimators",
-        default="grpo,gigpo,scpo",
-        help="comma-separated registered estimators, each optionally with settings under algorithm. for it only: "
-        "'scpo:scpo.theta=0.8:scpo.alpha=5' (default grpo,gigpo,scpo)",
+    add_estimator_arguments(
+        parser, "grpo,gigpo,scpo", "verl config setting for every estimator, as in training (algorithm.scpo.theta=0.8)"
     )
     parser.add_argument("--epsilon", type=_floats, default=[0.5], help="random-action rate(s), e.g. 0.25,0.5,0.75")
     parser.add_argument("--tasks", type=int, default=12, help="tasks (groups) per seed and epsilon (default 12)")
@@ -60,14 +59,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="alfworld: comma-separated task types to play (default: all six; pick_two_obj_and_place labels cost "
         "seconds per state: its plans are the longest)",
-    )
-    parser.add_argument(
-        "--set",
-        dest="settings",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="verl config setting for every estimator, as in training (algorithm.scpo.theta=0.8; repeatable)",
     )
     parser.add_argument("--bootstrap", type=int, default=200, help="bootstrap resamples over tasks (0: none)")
     parser.add_argument("--no-cache", action="store_true", help="do not read or write the label cache")

@@ -16,15 +16,15 @@ import numpy as np
 import torch
 
 from verl_agent_ext.agent import EPISODE_KEYS
-from verl_agent_ext.credit import REQUIRED_METADATA_KEYS
+from verl_agent_ext.credit import PRM_STEP_REWARD_KEY, REQUIRED_METADATA_KEYS
 
-OPTIONAL_METADATA_KEYS = ("step_entropy", "next_anchor_obs", "response_text")
-"""Columns rollouts may provide for estimators registered later (empg: step_entropy, sspo: next_anchor_obs) and
-for SCPO's step_text=obs_response (response_text); those a set of rows lacks are left out."""
+OPTIONAL_METADATA_KEYS = ("step_entropy", "next_anchor_obs", "response_text", PRM_STEP_REWARD_KEY)
+"""Columns rollouts may provide for estimators registered later (empg: step_entropy, sspo: next_anchor_obs, istar:
+prm_step_reward) and for SCPO's step_text=obs_response (response_text); those a set of rows lacks are left out."""
 
 UNAVAILABLE = {
     "istar": "it reads the implicit PRM's step rewards (prm_step_reward), which only training produces "
-    "(train-local or verl with the PRM; docs/istar.md)"
+    "(train-local, verl with the PRM, or the arena; docs/istar.md)"
 }
 """Registered estimators whose inputs credit-eval's rollouts cannot provide: refused before any rollout."""
 
@@ -65,27 +65,34 @@ def parse_estimators(text: str) -> list[EstimatorSpec]:
 def algorithm_config(spec: EstimatorSpec, settings: Sequence[str] = ()):
     """verl's `algorithm` section for `spec`, after the global `--set` settings then the spec's own.
 
-    Raises ValueError for an unknown estimator (listing the registered ones) and for invalid gigpo/scpo keys.
+    Raises ValueError for an unknown estimator (listing the registered ones), for one whose inputs credit-eval
+    cannot provide (UNAVAILABLE), and for any invalid setting.
     """
+    if spec.name in UNAVAILABLE:
+        raise ValueError(f"estimator {spec.label!r} cannot run in credit-eval: {UNAVAILABLE[spec.name]}")
+    return verl_config(spec, settings).algorithm
+
+
+def verl_config(spec: EstimatorSpec, settings: Sequence[str] = (), base: Sequence[str] = ()):
+    """verl's whole `ppo_trainer` config for `spec`: the tool's `base` overrides, then the global `--set`
+    settings, then the spec's own. Raises ValueError as `algorithm_config`."""
     from verl_agent_ext.local.advantages import estimator_fn
     from verl_agent_ext.local.config import LocalTrainConfig, compose_verl_config
 
     estimator_fn(spec.name)
-    overrides = [hydra_override(setting) for setting in settings] + list(spec.overrides)
+    overrides = [*base, *(hydra_override(setting) for setting in settings), *spec.overrides]
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     from verl_agent_ext.credit.contract import estimator_settings
 
-    if spec.name in UNAVAILABLE:
-        raise ValueError(f"estimator {spec.label!r} cannot run in credit-eval: {UNAVAILABLE[spec.name]}")
     try:
-        algorithm = compose_verl_config(LocalTrainConfig(estimator=spec.name, verl_overrides=overrides)).algorithm
-        estimator_settings(spec.name, algorithm)
+        config = compose_verl_config(LocalTrainConfig(estimator=spec.name, verl_overrides=overrides))
+        estimator_settings(spec.name, config.algorithm)
     except (HydraException, OmegaConfBaseException, ValueError) as error:
         message = " ".join(str(error).split())
         raise ValueError(f"settings {overrides} of estimator {spec.label!r} do not apply: {message}") from None
-    return algorithm
+    return config
 
 
 def estimator_advantages(

@@ -11,7 +11,7 @@ One iteration, read top to bottom in `LocalTrainer.train_iteration`:
      metadata, anything else is called with verl's standard arguments, as verl's `compute_advantage` does); for
      istar the PRM adapter first scores the rows and takes its own update (`verl_agent_ext.local.prm`).
   4. update: `ppo_epochs` passes over the rows in micro-batches; the loss is verl's policy loss / KL / aggregation
-     (`verl_agent_ext.local.loss`), gradients accumulate to one optimizer step per mini-batch (all rows).
+     (`verl_agent_ext.actor_loss`), gradients accumulate to one optimizer step per mini-batch (all rows).
 Each iteration appends a metrics record (JSONL), prints a table row, redraws the learning curve and checkpoints.
 Ctrl-C before the optimizer step abandons the iteration (the weights are still those of the last completed one),
 saves a checkpoint and exits; `resume=True` continues from it.
@@ -32,6 +32,7 @@ import numpy as np
 import torch
 from verl.utils.torch_functional import entropy_from_logits, logprobs_from_logits
 
+from verl_agent_ext.actor_loss import actor_loss, set_global_batch_info
 from verl_agent_ext.agent.metrics import episode_metrics as shared_episode_metrics
 from verl_agent_ext.agent.state_score_store import STATE_FILE, load_state, run_score_store, save_state
 from verl_agent_ext.credit.empg import STEP_ENTROPY_KEY
@@ -41,7 +42,6 @@ from verl_agent_ext.local.advantages import ZERO_ADVANTAGE, compute_advantages
 from verl_agent_ext.local.batch import StepRows, step_rows
 from verl_agent_ext.local.checkpoint import check_resumable, find_checkpoint, load_checkpoint, save_checkpoint
 from verl_agent_ext.local.config import LocalTrainConfig, actor_config, check_settings
-from verl_agent_ext.local.loss import actor_loss, set_global_batch_info
 from verl_agent_ext.local.metrics import MetricsLog, plot_learning_curve, table_header, table_row
 from verl_agent_ext.local.prm import PRM_FILE, ImplicitPRM, load_prm, save_prm
 from verl_agent_ext.policy.hf_server import HFServerManager, request_stream_seed

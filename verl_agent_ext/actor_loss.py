@@ -1,4 +1,4 @@
-"""The actor loss of the local trainer, assembled from verl's own functions exactly as verl's actor does.
+"""The actor loss of `train-local` and the arena, assembled from verl's own functions exactly as verl's actor does.
 
 verl's engine-based actor (`verl.workers.utils.losses.ppo_loss`) computes
     loss = policy_loss_fn(old_log_prob, log_prob, advantages, response_mask, loss_agg_mode, config)

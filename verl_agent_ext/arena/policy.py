@@ -1,0 +1,213 @@
+"""The arena's light policy: a softmax over the environment's candidate actions, scored from hashed text features.
+
+At a state with context x (task, observation, the previous action, the actions taken so far) and candidates
+a_1..a_K (ALFWorld: the admissible commands):
+
+    s(x, a) = <E_ctx(x), E_act(a)> + sum_{f in lin(x, a)} w_f          pi(a_k | x) = softmax_k s(x, a_k)
+
+E_ctx, E_act: mean of hashed-feature embeddings (dimension `dim`): field-tagged words of the context, words,
+bigrams and the verb of the action. lin(x, a): sparse interaction features of the action's verb with how its
+words relate to the context (they occur in the task, in the observation, in the last action; the same action was
+taken before in the episode), which a low-rank bilinear term learns slowly. Features hash (crc32) into
+`buckets` rows. Every step yields an exact log-prob of the chosen action and the entropy of pi over the
+candidates (EMPG's step entropy).
+
+A batch of steps is packed once (`pack`): flat feature ids with EmbeddingBag offsets, one segment of candidates
+per step; log-softmax and entropy are segment reductions (no per-step Python loop).
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+WORD = re.compile(r"[a-z]+|\d+")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the policy sees at one step (all text): the task, the observation, the episode's past actions."""
+
+    task: str
+    observation: str
+    candidates: tuple[str, ...]
+    past_actions: tuple[str, ...] = ()
+
+
+@dataclass
+class StepFeatures:
+    """Hashed feature ids of one step: ctx (c,), per candidate its action ids and its interaction ids."""
+
+    ctx: np.ndarray
+    act: list[np.ndarray]
+    lin: list[np.ndarray]
+
+
+@dataclass
+class PackedSteps:
+    """S steps with C candidates in all, as flat EmbeddingBag inputs.
+
+    ctx / ctx_offsets: (sum c,) / (S,); act, act_offsets / lin, lin_offsets: per candidate (C bags);
+    segment: (C,) the step of each candidate; first: (S,) index of each step's first candidate.
+    """
+
+    ctx: torch.Tensor
+    ctx_offsets: torch.Tensor
+    act: torch.Tensor
+    act_offsets: torch.Tensor
+    lin: torch.Tensor
+    lin_offsets: torch.Tensor
+    segment: torch.Tensor
+    first: torch.Tensor
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.first)
+
+
+class FeatureHasher:
+    """Field-tagged words / bigrams -> bucket ids (crc32, stable across processes), memoised per text."""
+
+    def __init__(self, buckets: int) -> None:
+        self.buckets = buckets
+        self._ids: dict[str, int] = {}
+        self._words: dict[str, tuple[str, ...]] = {}
+        self._action: dict[str, np.ndarray] = {}
+
+    def id(self, feature: str) -> int:
+        value = self._ids.get(feature)
+        if value is None:
+            value = self._ids[feature] = zlib.crc32(feature.encode()) % self.buckets
+        return value
+
+    def words(self, text: str) -> tuple[str, ...]:
+        words = self._words.get(text)
+        if words is None:
+            words = self._words[text] = tuple(WORD.findall(text.lower()))
+        return words
+
+    def action_ids(self, action: str) -> np.ndarray:
+        ids = self._action.get(action)
+        if ids is None:
+            words = self.words(action)
+            features = [f"a:{w}" for w in words] + [f"a2:{a}_{b}" for a, b in zip(words, words[1:], strict=False)]
+            features.append(f"v:{words[0] if words else ''}")
+            ids = self._action[action] = np.asarray([self.id(f) for f in features], dtype=np.int64)
+        return ids
+
+    def features(self, context: Context) -> StepFeatures:
+        task, observation = self.words(context.task), self.words(context.observation)
+        last = self.words(context.past_actions[-1]) if context.past_actions else ()
+        ctx = [f"t:{w}" for w in task] + [f"o:{w}" for w in observation] + [f"h:{w}" for w in last]
+        ctx += [f"o2:{a}_{b}" for a, b in zip(observation, observation[1:], strict=False)]
+        task_set, obs_set, last_set, past = set(task), set(observation), set(last), set(context.past_actions)
+        lin = []
+        for action in context.candidates:
+            words = self.words(action)
+            verb = words[0] if words else ""
+            objects = [w for w in words[1:] if not w.isdigit() and w not in ("to", "from", "in", "on", "with")]
+            tags = [f"x:{verb}"]
+            tags += [f"xt:{verb}:{w in task_set}" for w in objects]
+            tags += [f"xo:{verb}:{w in obs_set}" for w in objects]
+            tags += [f"xh:{verb}:{w in last_set}" for w in objects]
+            tags.append(f"past:{verb}:{action in past}")
+            lin.append(np.asarray([self.id(tag) for tag in tags], dtype=np.int64))
+        return StepFeatures(
+            ctx=np.asarray([self.id(f) for f in ctx], dtype=np.int64),
+            act=[self.action_ids(action) for action in context.candidates],
+            lin=lin,
+        )
+
+
+def _bags(groups: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    lengths = np.fromiter((len(g) for g in groups), dtype=np.int64, count=len(groups))
+    offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])) if len(groups) else np.zeros(0, dtype=np.int64)
+    flat = np.concatenate(groups) if len(groups) else np.zeros(0, dtype=np.int64)
+    return torch.from_numpy(flat.astype(np.int64)), torch.from_numpy(offsets.astype(np.int64))
+
+
+def pack(steps: Sequence[StepFeatures]) -> PackedSteps:
+    """Pack steps (each with >= 1 candidate) for one forward pass."""
+    counts = np.fromiter((len(s.act) for s in steps), dtype=np.int64, count=len(steps))
+    if (counts < 1).any():
+        raise ValueError("every step needs at least one candidate action")
+    ctx, ctx_offsets = _bags([s.ctx for s in steps])
+    act, act_offsets = _bags([ids for s in steps for ids in s.act])
+    lin, lin_offsets = _bags([ids for s in steps for ids in s.lin])
+    return PackedSteps(
+        ctx=ctx,
+        ctx_offsets=ctx_offsets,
+        act=act,
+        act_offsets=act_offsets,
+        lin=lin,
+        lin_offsets=lin_offsets,
+        segment=torch.from_numpy(np.repeat(np.arange(len(steps)), counts)),
+        first=torch.from_numpy(np.concatenate(([0], np.cumsum(counts)[:-1]))),
+    )
+
+
+class CandidatePolicy(nn.Module):
+    """pi(a | x) over candidate actions (module docstring). buckets: hashed feature rows; dim: embedding size."""
+
+    def __init__(self, buckets: int = 1 << 18, dim: int = 16, seed: int = 0) -> None:
+        super().__init__()
+        generator = torch.Generator().manual_seed(seed)
+        self.ctx = nn.EmbeddingBag(buckets, dim, mode="mean")
+        self.act = nn.EmbeddingBag(buckets, dim, mode="mean")
+        self.lin = nn.EmbeddingBag(buckets, 1, mode="sum")
+        with torch.no_grad():
+            self.ctx.weight.copy_(torch.randn(buckets, dim, generator=generator) * 0.1)
+            self.act.weight.copy_(torch.randn(buckets, dim, generator=generator) * 0.1)
+            self.lin.weight.zero_()
+
+    def logits(self, packed: PackedSteps) -> torch.Tensor:
+        """Score of every candidate: (C,)."""
+        ctx = self.ctx(packed.ctx, packed.ctx_offsets)[packed.segment]
+        act = self.act(packed.act, packed.act_offsets)
+        return (ctx * act).sum(-1) + self.lin(packed.lin, packed.lin_offsets).squeeze(-1)
+
+    def log_probs(self, packed: PackedSteps) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log pi of every candidate (C,), entropy of every step (S,), in nats)."""
+        return segment_log_softmax(self.logits(packed), packed.segment, packed.num_steps)
+
+    def step_log_probs(self, step: StepFeatures) -> tuple[np.ndarray, float]:
+        """`log_probs` of one step in numpy on the live weights (no autograd: ~20x faster for rollouts).
+
+        Returns (log pi of its candidates (K,) float64, entropy in nats).
+        """
+        ctx_w, act_w, lin_w = (m.weight.detach().numpy() for m in (self.ctx, self.act, self.lin))
+        ctx = ctx_w[step.ctx].mean(0) if len(step.ctx) else np.zeros(ctx_w.shape[1], dtype=ctx_w.dtype)
+        act = np.stack([act_w[ids].mean(0) if len(ids) else np.zeros_like(ctx) for ids in step.act])
+        lin = np.asarray([lin_w[ids, 0].sum() for ids in step.lin])
+        logits = (act @ ctx + lin).astype(np.float64)
+        shifted = logits - logits.max()
+        log_p = shifted - np.log(np.exp(shifted).sum())
+        return log_p, float(-(np.exp(log_p) * log_p).sum())
+
+
+def segment_log_softmax(
+    logits: torch.Tensor, segment: torch.Tensor, num_segments: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-softmax of `logits` (C,) inside each segment (`segment` (C,) sorted ids < S), and each segment's entropy.
+
+    Returns (log-probs (C,), entropy (S,)).
+    """
+    top = torch.full((num_segments,), -torch.inf, dtype=logits.dtype).scatter_reduce(
+        0, segment, logits.detach(), reduce="amax"
+    )
+    shifted = logits - top[segment]
+    total = torch.zeros(num_segments, dtype=logits.dtype).index_add(0, segment, shifted.exp())
+    log_p = shifted - total.log()[segment]
+    entropy = -torch.zeros(num_segments, dtype=logits.dtype).index_add(0, segment, log_p.exp() * log_p)
+    return log_p, entropy
+
+
+def chosen_log_probs(log_p: torch.Tensor, packed: PackedSteps, chosen: torch.Tensor) -> torch.Tensor:
+    """log pi of each step's chosen candidate: `chosen` (S,) indices within the step's candidates -> (S,)."""
+    return log_p[packed.first + chosen]
