@@ -38,7 +38,7 @@ MUTANTS = (
     Mutant(
         "scpo-credit-not-added",
         "verl_agent_ext/credit/scpo.py",
-        "shaped = step_returns + config.alpha * alpha_unit(batch, layout, config.alpha_scale) * credit",
+        "shaped = step_returns + config.alpha * unit * credit",
         "shaped = step_returns + 0.0 * credit",
         ("tests/credit/test_credit_scpo.py",),
     ),
