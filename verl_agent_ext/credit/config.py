@@ -71,16 +71,16 @@ class GiGPOConfig:
 
     def __post_init__(self) -> None:
         check_types(self, "gigpo")
-        _check_choice("gigpo.on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
+        check_choice("gigpo.on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
         resolve_device(self.device)  # raises on an unknown device, listing the valid ones
         if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
             raise ValueError(f"gigpo.threads={self.threads!r} must be a positive integer or None")
-        _check_choice("gigpo.mode", self.mode, GIGPO_MODES)
-        _check_choice("gigpo.episode_norm_over", self.episode_norm_over, EPISODE_NORM_OVER)
-        _check_choice("gigpo.similarity", self.similarity, SIMILARITIES)
-        _check_range("gamma", self.gamma, 0.0, 1.0)
-        _check_range("gigpo.similarity_thresh", self.similarity_thresh, -1.0, 1.0)
-        _check_range("gigpo.epsilon", self.epsilon, 0.0, float("inf"))
+        check_choice("gigpo.mode", self.mode, GIGPO_MODES)
+        check_choice("gigpo.episode_norm_over", self.episode_norm_over, EPISODE_NORM_OVER)
+        check_choice("gigpo.similarity", self.similarity, SIMILARITIES)
+        check_range("gamma", self.gamma, 0.0, 1.0)
+        check_range("gigpo.similarity_thresh", self.similarity_thresh, -1.0, 1.0)
+        check_range("gigpo.epsilon", self.epsilon, 0.0, float("inf"))
 
     @property
     def use_std(self) -> bool:
@@ -129,19 +129,19 @@ class SCPOConfig:
 
     def __post_init__(self) -> None:
         check_types(self, "scpo")
-        _check_choice("scpo.static_variant", self.static_variant, STATIC_VARIANTS)
-        _check_choice("scpo.reference", self.reference, SCPO_REFERENCES)
-        _check_choice("scpo.step_text", self.step_text, SCPO_STEP_TEXTS)
-        _check_choice("scpo.matcher", self.matcher, SCPO_MATCHERS)
+        check_choice("scpo.static_variant", self.static_variant, STATIC_VARIANTS)
+        check_choice("scpo.reference", self.reference, SCPO_REFERENCES)
+        check_choice("scpo.step_text", self.step_text, SCPO_STEP_TEXTS)
+        check_choice("scpo.matcher", self.matcher, SCPO_MATCHERS)
         if self.matcher == "auto":
             object.__setattr__(self, "matcher", "static" if self.step_text == "obs_response" else "exact")
-        _check_choice("scpo.alpha_scale", self.alpha_scale, SCPO_ALPHA_SCALES)
-        _check_choice("scpo.segments", self.segments, SCPO_SEGMENTS)
-        _check_choice("scpo.backend", self.backend, SCPO_BACKENDS)
+        check_choice("scpo.alpha_scale", self.alpha_scale, SCPO_ALPHA_SCALES)
+        check_choice("scpo.segments", self.segments, SCPO_SEGMENTS)
+        check_choice("scpo.backend", self.backend, SCPO_BACKENDS)
         if self.theta is None:
             object.__setattr__(self, "theta", DEFAULT_THETA[self.matcher])
-        _check_range("scpo.theta", self.theta, -1.0, 1.0, include_high=False)
-        _check_range("scpo.alpha", self.alpha, 0.0, float("inf"))
+        check_range("scpo.theta", self.theta, -1.0, 1.0, include_high=False)
+        check_range("scpo.alpha", self.alpha, 0.0, float("inf"))
 
 
 GIGPO_KEYS = tuple(f.name for f in fields(GiGPOConfig) if f.name != "gamma")
@@ -155,8 +155,8 @@ def gigpo_config_from(config: Any = None) -> GiGPOConfig:
     """
     if isinstance(config, GiGPOConfig):
         return config
-    options = _section(config, "gigpo", GIGPO_KEYS)
-    gamma = _get(config, "gamma", None)
+    options = settings_section(config, "gigpo", GIGPO_KEYS)
+    gamma = get_setting(config, "gamma", None)
     if gamma is not None:
         options["gamma"] = gamma
     return GiGPOConfig(**options)
@@ -174,7 +174,7 @@ def scpo_config_from(config: Any = None) -> SCPOConfig:
 
 def _with_gigpo(config: Any, name: str, config_class: type, keys: tuple[str, ...]) -> Any:
     """`config_class` from the `name` section, whose gigpo keys override those of `algorithm.gigpo`."""
-    options = _section(config, name, keys + GIGPO_KEYS)
+    options = settings_section(config, name, keys + GIGPO_KEYS)
     overrides = {key: options.pop(key) for key in GIGPO_KEYS if key in options}
     return config_class(**options, gigpo=replace(gigpo_config_from(config), **overrides))
 
@@ -207,11 +207,11 @@ class EMPGConfig:
 
     def __post_init__(self) -> None:
         check_types(self, "empg")
-        _check_choice("empg.base", self.base, EMPG_BASES)
-        _check_choice("empg.on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
+        check_choice("empg.base", self.base, EMPG_BASES)
+        check_choice("empg.on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
         for name in ("k", "k_next", "zeta"):
-            _check_range(f"empg.{name}", getattr(self, name), 0.0, float("inf"))
-        _check_range("empg.epsilon", self.epsilon, 0.0, float("inf"))
+            check_range(f"empg.{name}", getattr(self, name), 0.0, float("inf"))
+        check_range("empg.epsilon", self.epsilon, 0.0, float("inf"))
         if self.base == "scpo" and self.scpo is None:
             object.__setattr__(self, "scpo", replace(SCPOConfig(), gigpo=self.gigpo))
 
@@ -223,18 +223,20 @@ def empg_config_from(config: Any = None) -> EMPGConfig:
     """EMPGConfig from verl's `algorithm` section: `empg` keys, `norm_adv_by_std_in_grpo`, and the base's sections."""
     if isinstance(config, EMPGConfig):
         return config
-    options = _section(config, "empg", EMPG_KEYS)
+    options = settings_section(config, "empg", EMPG_KEYS)
     options.setdefault("on_nonfinite", gigpo_config_from(config).on_nonfinite)
     base = options.get("base", EMPGConfig.base)
     return EMPGConfig(
         **options,
-        norm_by_std=strict_bool("algorithm.norm_adv_by_std_in_grpo", _get(config, "norm_adv_by_std_in_grpo", True)),
+        norm_by_std=strict_bool(
+            "algorithm.norm_adv_by_std_in_grpo", get_setting(config, "norm_adv_by_std_in_grpo", True)
+        ),
         gigpo=gigpo_config_from(config),
         scpo=scpo_config_from(config) if base == "scpo" else None,
     )
 
 
-def _get(config: Any, key: str, default: Any) -> Any:
+def get_setting(config: Any, key: str, default: Any) -> Any:
     if config is None:
         return default
     if hasattr(config, "get"):
@@ -242,9 +244,9 @@ def _get(config: Any, key: str, default: Any) -> Any:
     return getattr(config, key, default)
 
 
-def _section(config: Any, name: str, valid: tuple[str, ...]) -> dict[str, Any]:
+def settings_section(config: Any, name: str, valid: tuple[str, ...]) -> dict[str, Any]:
     """The `name` sub-section as a plain dict; unknown keys raise, listing the valid ones."""
-    section = _get(config, name, None) or {}
+    section = get_setting(config, name, None) or {}
     if hasattr(section, "items"):
         options = dict(section.items())
     elif hasattr(section, "__dict__"):
@@ -298,12 +300,12 @@ def _field_kinds(config_class: type) -> dict[str, tuple[type, bool]]:
     return kinds
 
 
-def _check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
+def check_choice(name: str, value: Any, valid: tuple[str, ...]) -> None:
     if value not in valid:
         raise ValueError(f"{name}={value!r} is not a valid option; valid: {list(valid)}")
 
 
-def _check_range(name: str, value: float, low: float, high: float, include_high: bool = True) -> None:
+def check_range(name: str, value: float, low: float, high: float, include_high: bool = True) -> None:
     ok = low <= value <= high if include_high else low <= value < high
     if not ok:
         bracket = "]" if include_high else ")"
@@ -345,9 +347,9 @@ class SSPOConfig:
 
     def __post_init__(self) -> None:
         check_types(self, "sspo")
-        _check_choice("sspo.success_reward", self.success_reward, SSPO_SUCCESS_REWARDS)
+        check_choice("sspo.success_reward", self.success_reward, SSPO_SUCCESS_REWARDS)
         for name in ("alpha", "xi", "zeta", "omega_k", "epsilon", "episode_w"):
-            _check_range(f"sspo.{name}", getattr(self, name), 0.0, float("inf"))
+            check_range(f"sspo.{name}", getattr(self, name), 0.0, float("inf"))
         for name in ("g_max", "max_states", "max_trajectories_per_group"):
             if getattr(self, name) < 1:
                 raise ValueError(f"sspo.{name} must be >= 1, got {getattr(self, name)}")

@@ -30,7 +30,7 @@ from verl_agent_ext.credit.batch import (
     group_sum,
     trajectory_ids,
 )
-from verl_agent_ext.credit.config import _check_choice, _check_range, _get, _section, check_types
+from verl_agent_ext.credit.config import check_choice, check_range, check_types, get_setting, settings_section
 from verl_agent_ext.credit.episode import penalised_scores, relative_advantage
 from verl_agent_ext.credit.result import CreditResult
 
@@ -78,14 +78,14 @@ class IStarConfig:
 
     def __post_init__(self) -> None:
         check_types(self, "istar")
-        _check_choice("istar.on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
-        _check_choice("istar.step_baseline", self.step_baseline, STEP_BASELINES)
-        _check_choice("istar.normalize", self.normalize, NORMALIZATIONS)
-        _check_range("istar.beta", self.beta, 0.0, float("inf"))
-        _check_range("istar.epsilon", self.epsilon, 0.0, float("inf"))
-        _check_range("istar.prm_grad_clip", self.prm_grad_clip, 0.0, float("inf"))
+        check_choice("istar.on_nonfinite", self.on_nonfinite, NONFINITE_POLICIES)
+        check_choice("istar.step_baseline", self.step_baseline, STEP_BASELINES)
+        check_choice("istar.normalize", self.normalize, NORMALIZATIONS)
+        check_range("istar.beta", self.beta, 0.0, float("inf"))
+        check_range("istar.epsilon", self.epsilon, 0.0, float("inf"))
+        check_range("istar.prm_grad_clip", self.prm_grad_clip, 0.0, float("inf"))
         if self.prm_lr is not None:
-            _check_range("istar.prm_lr", self.prm_lr, 0.0, float("inf"))
+            check_range("istar.prm_lr", self.prm_lr, 0.0, float("inf"))
 
 
 ISTAR_KEYS = tuple(f.name for f in fields(IStarConfig))
@@ -99,12 +99,12 @@ def istar_config_from(config: Any = None) -> IStarConfig:
     """
     if isinstance(config, IStarConfig):
         return config
-    options = _section(config, "istar", ISTAR_KEYS)
-    gigpo = _get(config, "gigpo", None)
-    penalty = _get(gigpo, "invalid_action_penalty", None) if gigpo is not None else None
+    options = settings_section(config, "istar", ISTAR_KEYS)
+    gigpo = get_setting(config, "gigpo", None)
+    penalty = get_setting(gigpo, "invalid_action_penalty", None) if gigpo is not None else None
     if penalty is not None:
         options.setdefault("invalid_action_penalty", penalty)
-    on_nonfinite = _get(gigpo, "on_nonfinite", None) if gigpo is not None else None
+    on_nonfinite = get_setting(gigpo, "on_nonfinite", None) if gigpo is not None else None
     if on_nonfinite is not None:
         options.setdefault("on_nonfinite", on_nonfinite)
     return IStarConfig(**options)
