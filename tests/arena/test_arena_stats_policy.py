@@ -8,7 +8,13 @@ import torch
 
 from verl_agent_ext.arena.cli import parse_seeds
 from verl_agent_ext.arena.policy import CandidatePolicy, Context, FeatureHasher, chosen_log_probs, pack
-from verl_agent_ext.arena.stats import bootstrap_mean, curve_auc, episodes_to_reach, paired_difference
+from verl_agent_ext.arena.stats import (
+    bootstrap_mean,
+    curve_auc,
+    episodes_to_reach,
+    paired_difference,
+    rank_correlation,
+)
 
 
 def test_bootstrap_mean_brackets_the_mean_and_narrows_with_more_seeds():
@@ -41,6 +47,15 @@ def test_curve_auc_and_episodes_to_reach():
     assert episodes_to_reach(episodes, success, 0.5) == 100
     assert episodes_to_reach(episodes, success, 1.0) == 400
     assert np.isnan(episodes_to_reach(episodes, success, 1.01))
+
+
+def test_rank_correlation_by_hand():
+    # ranks of x: 1, 2.5, 2.5, 4 (a tie); of y: 2, 1, 3, 4; Pearson of the ranks = 0.6325 (2 / sqrt(10))
+    assert rank_correlation(np.array([1.0, 2.0, 2.0, 5.0]), np.array([0.2, 0.1, 0.3, 0.9])) == pytest.approx(
+        2 / np.sqrt(10), abs=1e-12
+    )
+    assert rank_correlation(np.arange(5.0), -(np.arange(5.0) ** 3)) == pytest.approx(-1.0)
+    assert np.isnan(rank_correlation(np.ones(4), np.arange(4.0)))
 
 
 def test_parse_seeds():

@@ -14,9 +14,13 @@ are its parent's rows (trained once), so one session returns any number of rows.
 Caps. A group (`rollout.n` sessions of one task) may finish at most `max_trajectories_per_group` trajectories and
 take at most `max_env_steps_per_group` env steps (default rollout.n x env.max_steps, the most a GRPO group can
 take); each session gets an even share. Every step is one generation, so the group's generation count is bounded
-like GRPO's. At a fork the subtree's remaining budgets are split evenly over its n branches (n is clipped so each
-gets at least one trajectory and one step); a branch that exhausts its step share is truncated, and a branch that
-ends early (won, lost, stopped) hands its unused shares to the next waiting branch.
+like GRPO's (plus the sampled actions of dropped siblings, below). The budget is spent depth first, as the released
+3SPO's backtracking search does: at a fork (n is clipped to the branch's trajectories and steps) the played branch
+keeps every step left and all its trajectories but one per waiting sibling; a branch that ends (won, lost, stopped,
+truncated) hands its unused steps and trajectories to the next waiting sibling, which restores its state by replay
+and plays on them; a sibling that nothing was handed down to is dropped (no leaf, its sampled action unused). An
+even split of the steps at each fork would truncate every branch of an unseen start (S = 1 forks into g_max) long
+before it could finish: with the arena's budget no group ever held a success (docs/arena.md).
 
 Rows: every step of the tree is one output. Its `reward_score` (the episode channel's outcome) is the mean return
 of the trajectories through that step; its episode fields (success, length, truncated) are those of the branch
@@ -79,11 +83,6 @@ def continuations(score: float, g_max: int) -> int:
     return math.ceil(g_max * score)
 
 
-def split(total: int, parts: int) -> list[int]:
-    """`total` split into `parts` near-equal non-negative integers, the larger ones first."""
-    return [total // parts + (1 if k < total % parts else 0) for k in range(parts)]
-
-
 @dataclass
 class _Branch:
     """A path waiting to take its next step."""
@@ -115,6 +114,7 @@ class TreeStats:
     stops: int = 0
     replays: int = 0
     replayed_steps: int = 0  # env steps spent restoring forks (no generation)
+    dropped: int = 0  # waiting branches that no finished branch left a step to (their sampled action unused)
     env_steps: int = 0  # steps taken by the policy (one generation each)
 
 
@@ -135,6 +135,12 @@ async def play_branching(
         stack = [_Branch(uuid4().hex, first, [], [], [], plan.max_trajectories, plan.max_env_steps)]
         while stack:
             branch = stack.pop()
+            if branch.max_env_steps < 1 and branch.pending is not None:
+                # nothing was handed down: the sibling is never played (no leaf; its sampled action is dropped)
+                stats.dropped += 1
+                if stack:
+                    stack[-1].max_trajectories += branch.max_trajectories
+                continue
             if branch.restore:
                 restored = await env.replay(branch.actions)
                 stats.replays += 1
@@ -168,9 +174,9 @@ async def play_branching(
                     decision = decisions[0]
                     if n > 1:
                         stats.forks += 1
-                        trajectories = split(branch.max_trajectories, n)
-                        env_steps = split(branch.max_env_steps, n)
-                        branch.max_trajectories, branch.max_env_steps = trajectories[0], env_steps[0]
+                        # depth first: the played branch keeps every step left and all but one trajectory per
+                        # waiting sibling; a sibling plays on what finished branches hand down (_finish)
+                        branch.max_trajectories -= n - 1
                         for k in range(n - 1, 0, -1):  # pushed last-first: branch 1 is played next
                             stack.append(
                                 _Branch(
@@ -179,8 +185,8 @@ async def play_branching(
                                     list(branch.actions),
                                     list(branch.history),
                                     list(branch.rows),
-                                    trajectories[k],
-                                    env_steps[k],
+                                    max_trajectories=1,
+                                    max_env_steps=0,
                                     pending=decisions[k],
                                     restore=True,
                                 )

@@ -45,3 +45,21 @@ def episodes_to_reach(episodes: np.ndarray, success: np.ndarray, level: float) -
     """First evaluation point whose success is >= `level`; NaN when the curve never reaches it."""
     reached = np.flatnonzero(np.asarray(success, dtype=np.float64) >= level)
     return float(np.asarray(episodes)[reached[0]]) if len(reached) else float("nan")
+
+
+def rank_correlation(x: np.ndarray, y: np.ndarray) -> float:
+    """Spearman's rho of two (N,) arrays: Pearson's correlation of their ranks (ties get their mean rank).
+
+    NaN when either array is constant (no ranking to compare).
+    """
+
+    def ranks(values: np.ndarray) -> np.ndarray:
+        values = np.asarray(values, dtype=np.float64)
+        _, inverse, counts = np.unique(values, return_inverse=True, return_counts=True)
+        ends = np.cumsum(counts)
+        return (ends - (counts - 1) / 2.0)[inverse]  # 1-based mean rank of each tie block
+
+    rx, ry = ranks(x), ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])

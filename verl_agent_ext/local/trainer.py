@@ -282,7 +282,7 @@ class LocalTrainer:
                 )
             )
 
-        self.tree_totals = {"forks": 0, "stops": 0, "replays": 0}
+        self.tree_totals = {"forks": 0, "stops": 0, "replays": 0, "dropped": 0}
         self.server.target_batch_size = min(total, capacity)
         return asyncio.run(play_all())
 
