@@ -4,7 +4,8 @@
         [--pair "sspo:sspo.branching=false=sspo" ...] [--seeds 0-4] [--epsilon 0.5]
 
 ARENA_DIR is an `arena` output folder (its runs/<label>/seed<k>.json); CREDIT_DIR a `credit-eval` output folder run
-with the same settings spelled as credit-eval labels. A setting is in both when its label is the same, or when a
+with the same settings spelled as credit-eval labels. A setting is in both when its label is the same (unless
+`--exclude`d: e.g. `sspo`, whose arena runs branch and whose credit-eval rows cannot), or when a
 `--pair ARENA_LABEL=CREDIT_LABEL` names the two (the arena label may itself contain '=': the last '=' that leaves
 a known credit-eval label on its right splits the pair). For every setting the table shows the credit-eval AUC in
 failed trajectories (within group, its 95% interval over tasks), and the arena's learning speed: the held-out
@@ -37,9 +38,8 @@ def _pairs(specs: list[str], credit_labels: set[str]) -> dict[str, str]:
     return pairs
 
 
-def arena_measures(arena: Path, label: str, seeds: list[int]) -> np.ndarray:
+def arena_measures(folder: Path, seeds: list[int]) -> np.ndarray:
     """(seeds, 2): held-out curve AUC and mean training success per seed; NaN where a seed's run is missing."""
-    folder = arena / "runs" / label.replace("/", "_").replace(":", "_")
     values = np.full((len(seeds), 2), np.nan)
     for index, seed in enumerate(seeds):
         path = folder / f"seed{seed}.json"
@@ -54,6 +54,9 @@ def main() -> None:
     parser.add_argument("--arena", type=Path, required=True, help="arena output folder")
     parser.add_argument("--credit", type=Path, required=True, help="credit-eval's credit_eval.json")
     parser.add_argument("--pair", action="append", default=[], help="ARENA_LABEL=CREDIT_LABEL (repeatable)")
+    parser.add_argument(
+        "--exclude", action="append", default=[], help="an arena label to leave out though credit-eval has it"
+    )
     parser.add_argument("--seeds", default="0-4", help="arena seeds (default 0-4, the tuning seeds)")
     parser.add_argument("--epsilon", default="0.5", help="credit-eval epsilon whose AUC is used (default 0.5)")
     parser.add_argument("--resamples", type=int, default=2000)
@@ -61,18 +64,19 @@ def main() -> None:
 
     credit = json.loads(args.credit.read_text())["estimators"]
     seeds = parse_seeds(args.seeds)
-    arena_labels = sorted(
-        path.name for path in (args.arena / "runs").iterdir() if any((path / f"seed{s}.json").is_file() for s in seeds)
-    )
-    pairs = {label: label for label in arena_labels if label in credit}
+    arena_labels = {  # the label as written on the arena's command line (folder names are sanitised)
+        json.loads(path.read_text())["label"]: path.parent.name for path in (args.arena / "runs").glob("*/seed*.json")
+    }
+    pairs = {label: label for label in arena_labels if label in credit and label not in args.exclude}
     pairs.update(_pairs(args.pair, set(credit)))
     rows = []
     for arena_label, credit_label in pairs.items():
-        measures = arena_measures(args.arena, arena_label, seeds)
+        measures = arena_measures(args.arena / "runs" / arena_labels[arena_label], seeds)
         if np.isnan(measures).any():
             raise SystemExit(f"error: arena setting {arena_label!r} lacks a run for some of seeds {args.seeds}")
         entry = credit[credit_label]["by_epsilon"][args.epsilon]
         rows.append((arena_label, credit_label, entry["auc_failed_within_group"], entry["ci95"], measures))
+    rows.sort(key=lambda row: -row[2])  # best credit first
     if len(rows) < 3:
         raise SystemExit(f"error: {len(rows)} settings in both files; a rank correlation needs at least 3")
 

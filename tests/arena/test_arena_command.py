@@ -13,6 +13,7 @@ from verl_agent_ext.cli import main
 
 MICRO = [
     "--set=arena.task_types=pick_and_place_simple",
+    "--set=arena.train_per_type=2",
     "--set=arena.train_games=2",
     "--set=arena.heldout_per_type=1",
     "--set=arena.group_size=4",

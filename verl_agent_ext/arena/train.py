@@ -33,13 +33,23 @@ from verl_agent_ext.arena.warm_start import behaviour_clone, demonstrations
 ISTAR = "istar"
 
 
+ENV_DEFAULTS = {
+    "alfworld": {"train_per_type": 8, "heldout_per_type": 4},
+    "webshop": {"train_per_type": 48, "heldout_per_type": 48},
+}
+"""Training / held-out sizes when not set. ALFWorld: 48 training games, so that the policy generalises (with 12, a
+one-seed GRPO probe reached 0.60 training success while its held-out success stayed at 0.17 from 1,000 to 4,000
+episodes; with 48 it rose to 0.33: docs/arena.md); 24 held-out games x `eval_episodes` per evaluation."""
+
+
 @dataclass(frozen=True)
 class ArenaConfig:
     """The arena's own settings (`--set arena.KEY=VALUE`); verl's sections come from the composed config.
 
     env: environment; task_types: ALFWorld task types (comma-separated, "" = all six).
     train_per_type / heldout_per_type: generated games per task type in the training / held-out split (WebShop:
-        goals of its train / test split);
+        goals of its train / test split); 0: the environment's default (ENV_DEFAULTS: ALFWorld 8 / 4 games per
+        type, 48 / 24 games; WebShop 48 / 48 goals);
     train_games: play only the first N training games (0: all of them; a micro-task for tests).
     episodes: training episodes (sessions) per run; eval_every: episodes between held-out evaluations.
     group_size: sessions per task (rollout.n); groups_per_iter: tasks per iteration.
@@ -50,8 +60,8 @@ class ArenaConfig:
 
     env: str = "alfworld"
     task_types: str = ""
-    train_per_type: int = 2
-    heldout_per_type: int = 2
+    train_per_type: int = 0
+    heldout_per_type: int = 0
     train_games: int = 0
     episodes: int = 4000
     eval_every: int = 200
@@ -68,6 +78,9 @@ class ArenaConfig:
     dim: int = 16
 
     def __post_init__(self) -> None:
+        for name, default in ENV_DEFAULTS.get(self.env, {}).items():
+            if getattr(self, name) == 0:
+                object.__setattr__(self, name, default)
         positive = ("train_per_type", "heldout_per_type", "episodes", "eval_every", "group_size", "groups_per_iter")
         for name in (*positive, "max_steps", "eval_episodes", "ppo_epochs", "bc_batch", "buckets", "dim"):
             if getattr(self, name) < 1:
