@@ -31,6 +31,7 @@ merges with what is on disk (another process may have added states) and replaces
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -57,6 +58,7 @@ from verl_agent_ext.envs.text import normalise
 CACHE_VERSION = 2  # 2: the state key leaves out negated facts the game's text cannot read
 
 
+@functools.cache
 def _engine_versions() -> str:
     names = []
     for package in ("textworld", "alfworld", "fast-downward-textworld"):
@@ -130,6 +132,17 @@ class TransitionTable:
     operators: dict[tuple[int, str], tuple[int, int]] = field(default_factory=dict, repr=False)
     _ids: dict[bytes, int] = field(default_factory=dict, repr=False)
     _shared: dict[Any, Any] = field(default_factory=dict, repr=False)
+    _synced: tuple[int, int, int, bool] = field(default=(0, 0, 0, False), repr=False)
+
+    @property
+    def size(self) -> tuple[int, int, int, bool]:
+        """(states, transitions, plans, initial known): tables only grow, so an equal size means no change."""
+        return len(self.digests), len(self.transitions), len(self.plans), self.initial is not None
+
+    @property
+    def changed(self) -> bool:
+        """Whether it holds anything its file did not when last read or written (`save_table` marks it)."""
+        return self.size != self._synced
 
     def intern(self, digest: bytes, admissible: Sequence[str], inventory: Sequence[str]) -> int:
         """The id of the state with `digest`, added if new; a known state must answer the same commands."""
@@ -164,7 +177,7 @@ class TransitionTable:
 
     def __getstate__(self) -> dict[str, Any]:
         # Operator ids come from this process's PDDL translation: they are not written to disk.
-        return {k: v for k, v in self.__dict__.items() if k not in ("_ids", "_shared", "operators")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_ids", "_shared", "operators", "_synced")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("plans", {})
@@ -172,6 +185,7 @@ class TransitionTable:
         self._ids = {digest: index for index, digest in enumerate(self.digests)}
         self._shared = {}  # pickle kept equal objects shared
         self.operators = {}
+        self._synced = self.size
 
 
 _TABLES: dict[str, TransitionTable] = {}
@@ -211,17 +225,21 @@ def _read_table(key: str) -> TransitionTable | None:
 
 
 def save_table(table: TransitionTable) -> Path:
-    """Merge `table` with its file on disk and write it atomically; returns the file."""
+    """Merge `table` with its file on disk (both ways: what other processes added since comes into `table` too)
+    and write it atomically; returns the file. A table holding nothing new since it was last read or written is
+    not written again."""
     path = _table_file(table.game_key)
+    if not table.changed and path.is_file():
+        return path
     on_disk = _read_table(table.game_key)
     if on_disk is not None:
-        on_disk.merge(table)
-        table = on_disk
+        table.merge(on_disk)  # appends states: ids in use stay valid
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, staging = tempfile.mkstemp(prefix=".staging-", dir=path.parent)
     with os.fdopen(handle, "wb") as out:
         pickle.dump({"version": CACHE_VERSION, "table": table}, out, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(staging, path)
+    table._synced = table.size
     return path
 
 
