@@ -119,7 +119,7 @@ class TransitionTable:
     inventory[s]: what the agent holds there (for anchor_inventory); transitions[(s, command)] =
     (next state, feedback text stripped, won); initial = (state, room text, task description) after reset;
     plans[(s, shortest)]: `AlfworldEnv.plan` from s; operators[(s, command)] = (PDDL operator id, number of effect
-    atoms), in memory only (not written to disk).
+    atoms) and canonical[s] = {normalised command: admissible command}, in memory only (not written to disk).
     """
 
     game_key: str
@@ -130,6 +130,7 @@ class TransitionTable:
     initial: tuple[int, str, str] | None = None
     plans: dict[tuple[int, bool], tuple[str, ...]] = field(default_factory=dict)
     operators: dict[tuple[int, str], tuple[int, int]] = field(default_factory=dict, repr=False)
+    canonical: dict[int, dict[str, str]] = field(default_factory=dict, repr=False)
     _ids: dict[bytes, int] = field(default_factory=dict, repr=False)
     _shared: dict[Any, Any] = field(default_factory=dict, repr=False)
     _synced: tuple[int, int, int, bool] = field(default=(0, 0, 0, False), repr=False)
@@ -177,17 +178,18 @@ class TransitionTable:
 
     def __getstate__(self) -> dict[str, Any]:
         # Operator ids come from this process's PDDL translation: they are not written to disk.
-        return {k: v for k, v in self.__dict__.items() if k not in ("_ids", "_shared", "operators", "_synced")}
+        return {k: v for k, v in self.__dict__.items() if k not in _NOT_PICKLED}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("plans", {})
         self.__dict__.update(state)
         self._ids = {digest: index for index, digest in enumerate(self.digests)}
         self._shared = {}  # pickle kept equal objects shared
-        self.operators = {}
+        self.operators, self.canonical = {}, {}
         self._synced = self.size
 
 
+_NOT_PICKLED = ("_ids", "_shared", "operators", "canonical", "_synced")
 _TABLES: dict[str, TransitionTable] = {}
 _GAME_KEYS: dict[tuple[str, int, int], str] = {}
 
@@ -282,7 +284,6 @@ class CachedAlfworldEnv(AlfworldEnv):
         self._commands: list[str] = []  # valid commands of this episode, in order
         self._states: list[int] = []  # the state each of them was sent in
         self._engine_depth: int | None = None  # commands of this episode the engine has applied; None: not reset
-        self._canonical: dict[int, dict[str, str]] = {}
         self._used: set[str] = set()
         self.hits = 0
         self.misses = 0
@@ -294,7 +295,7 @@ class CachedAlfworldEnv(AlfworldEnv):
         path = game_file(task.task_id)
         table = get_table(game_key(path), self.persist)
         if self._table is not table:
-            self._table, self._canonical = table, {}
+            self._table = table
             self._used.add(table.game_key)
         self._path_file = path
         self._engine_depth = None
@@ -392,12 +393,12 @@ class CachedAlfworldEnv(AlfworldEnv):
 
     def _canonical_command(self, action: str) -> str | None:
         """The admissible command `match_admissible` would pick (first one equal up to case and whitespace)."""
-        lookup = self._canonical.get(self._state)
+        lookup = self._table.canonical.get(self._state)
         if lookup is None:
             lookup = {}
-            for command in self._observation.admissible_actions:
+            for command in self._table.admissible[self._state]:
                 lookup.setdefault(normalise(command), command)
-            self._canonical[self._state] = lookup
+            self._table.canonical[self._state] = lookup
         found = lookup.get(action)
         return found if found is not None else lookup.get(normalise(action))
 
