@@ -254,16 +254,10 @@ class CandidatePolicy(nn.Module):
         return self._numpy_forward().step(step)
 
     def _numpy_forward(self) -> _NumpyForward:
-        weights = (self.ctx.weight, self.act.weight, self.lin.weight)
-        versions = tuple(w._version for w in weights)
         forward = self.__dict__.get("_forward")
-        if (
-            forward is None
-            or forward.versions != versions
-            or any(old is not new for old, new in zip(forward.weights, weights, strict=True))
-        ):
-            forward = _NumpyForward(weights, versions)
-            self.__dict__["_forward"] = forward
+        weights = (self.ctx.weight, self.act.weight, self.lin.weight)
+        if forward is None or not forward.current(weights):
+            forward = self.__dict__["_forward"] = _NumpyForward(weights)
         return forward
 
     def __getstate__(self) -> dict:
@@ -280,12 +274,17 @@ class _NumpyForward:
     or replaced: another tensor).
     """
 
-    def __init__(self, weights: tuple[torch.Tensor, ...], versions: tuple[int, ...]) -> None:
-        self.weights, self.versions = weights, versions
+    def __init__(self, weights: tuple[torch.Tensor, ...]) -> None:
+        self.weights, self.versions = weights, [w._version for w in weights]
         self.ctx_w, self.act_w, self.lin_w = (w.detach().numpy() for w in weights)
         self._steps: dict[int, tuple[StepFeatures, np.ndarray, float]] = {}
         self._act: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._lin: dict[int, tuple[np.ndarray, np.floating]] = {}
+
+    def current(self, weights: tuple[torch.Tensor, ...]) -> bool:
+        """Whether these are the weights it was built on, unchanged since."""
+        mine = self.weights
+        return all(mine[k] is weights[k] and self.versions[k] == weights[k]._version for k in range(3))
 
     def step(self, step: StepFeatures) -> tuple[np.ndarray, float]:
         found = self._steps.get(id(step))
