@@ -113,9 +113,7 @@ def main() -> None:
         f"{name} {statistics.median(values):,.0f} [{min(values):,.0f}-{max(values):,.0f}]"
         for name, values in rates.items()
     )
-    print(
-        f"{args.env} {args.estimator}: median [min-max] steps/s over {args.repeats} warm repeats, 1 core: {summary}"
-    )
+    print(f"{args.env} {args.estimator}: median [min-max] steps/s over {args.repeats} warm repeats, 1 core: {summary}")
 
 
 if __name__ == "__main__":

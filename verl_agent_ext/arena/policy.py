@@ -80,7 +80,7 @@ class FeatureHasher:
     interaction features one array, which `CandidatePolicy.step_log_probs` uses to reuse its sums.
     """
 
-    def __init__(self, buckets: int, max_steps_memo: int = 1 << 16) -> None:
+    def __init__(self, buckets: int, max_steps_memo: int = 1 << 15) -> None:
         self.buckets = buckets
         self.max_steps_memo = max_steps_memo
         self._ids: dict[str, int] = {}

@@ -26,7 +26,8 @@ state (see benchmarks/bench_arena_envs.py for the hit rates of both keys).
 
 Persistence (persist=True): tables live in $VERL_AGENT_EXT_CACHE/alfworld/transitions-v<N>/<game digest>.pkl,
 keyed by the game file's content and versioned by CACHE_VERSION and the textworld / alfworld versions; a save
-merges with what is on disk (another process may have added states) and replaces the file atomically.
+merges with what is on disk both ways (the file gets this process's states, this process gets what other processes
+added since) and replaces the file atomically; a table that holds nothing new is not written again.
 """
 
 from __future__ import annotations
