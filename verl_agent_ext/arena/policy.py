@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -87,9 +88,9 @@ class FeatureHasher:
         self._words: dict[str, tuple[str, ...]] = {}
         self._action: dict[str, np.ndarray] = {}
         self._verb_objects: dict[str, tuple[str, tuple[str, ...]]] = {}
-        self._text_ids: dict[tuple[str, str], np.ndarray] = {}
+        self._text_ids: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._lin: dict[tuple, np.ndarray] = {}
-        self._steps: dict[tuple, StepFeatures] = {}
+        self._steps: OrderedDict[tuple, StepFeatures] = OrderedDict()
 
     def id(self, feature: str) -> int:
         value = self._ids.get(feature)
@@ -125,7 +126,7 @@ class FeatureHasher:
         step = self._steps.get(key)
         if step is None:
             if len(self._steps) >= self.max_steps_memo:
-                del self._steps[next(iter(self._steps))]
+                self._steps.popitem(last=False)
             step = self._steps[key] = self._compute(context, taken)
         return step
 
@@ -168,7 +169,7 @@ class FeatureHasher:
                 features = [f"{field}:{w}" for w in words]
             ids = np.asarray([self.id(f) for f in features], dtype=np.int64)
             if len(self._text_ids) >= self.max_steps_memo:
-                del self._text_ids[next(iter(self._text_ids))]
+                self._text_ids.popitem(last=False)
             self._text_ids[(field, text)] = ids
         return ids
 
