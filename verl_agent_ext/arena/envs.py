@@ -56,11 +56,13 @@ def _alfworld(train_per_type: int, heldout_per_type: int, max_steps: int, task_t
     wanted = set(task_types or TASK_TYPES)
     train, heldout = train_heldout_tasks(train_per_type, heldout_per_type)
     train, heldout = [t for t in train if t.task_type in wanted], [t for t in heldout if t.task_type in wanted]
+    # one loaded engine per game (up to 32, ~10 MB each): a cache miss on any game then costs no reload (~0.3 s)
+    engines = min(max(len(train) + len(heldout), 16), 32)
     return ArenaEnvironment(
         name="alfworld",
         train=train,
         heldout=heldout,
-        make_env=lambda: CachedAlfworldEnv(max_steps=max_steps, persist=True),
+        make_env=lambda: CachedAlfworldEnv(max_steps=max_steps, persist=True, max_engines=engines),
         demonstrator=SearchingExpert,
         candidates=_admissible,
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -72,13 +73,24 @@ class PackedSteps:
 
 
 class FeatureHasher:
-    """Field-tagged words / bigrams -> bucket ids (crc32, stable across processes), memoised per text."""
+    """Field-tagged words / bigrams -> bucket ids (crc32, stable across processes), memoised.
 
-    def __init__(self, buckets: int) -> None:
+    `features` is memoised per step (task, observation, last action, candidates, which candidates were already
+    taken): a learning policy revisits states often (a group's sessions share their first steps). The memo holds
+    at most `max_steps_memo` steps (oldest dropped first); equal steps share one `StepFeatures`, and equal
+    interaction features one array, which `CandidatePolicy.step_log_probs` uses to reuse its sums.
+    """
+
+    def __init__(self, buckets: int, max_steps_memo: int = 1 << 15) -> None:
         self.buckets = buckets
+        self.max_steps_memo = max_steps_memo
         self._ids: dict[str, int] = {}
         self._words: dict[str, tuple[str, ...]] = {}
         self._action: dict[str, np.ndarray] = {}
+        self._verb_objects: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._text_ids: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._lin: dict[tuple, np.ndarray] = {}
+        self._steps: OrderedDict[tuple, StepFeatures] = OrderedDict()
 
     def id(self, feature: str) -> int:
         value = self._ids.get(feature)
@@ -102,27 +114,84 @@ class FeatureHasher:
         return ids
 
     def features(self, context: Context) -> StepFeatures:
+        past = context.past_actions
+        taken = set(past)
+        key = (
+            context.task,
+            context.observation,
+            past[-1] if past else None,
+            context.candidates,
+            tuple(action in taken for action in context.candidates),
+        )
+        step = self._steps.get(key)
+        if step is None:
+            if len(self._steps) >= self.max_steps_memo:
+                self._steps.popitem(last=False)
+            step = self._steps[key] = self._compute(context, taken)
+        return step
+
+    def _compute(self, context: Context, past: set[str]) -> StepFeatures:
         task, observation = self.words(context.task), self.words(context.observation)
         last = self.words(context.past_actions[-1]) if context.past_actions else ()
-        ctx = [f"t:{w}" for w in task] + [f"o:{w}" for w in observation] + [f"h:{w}" for w in last]
-        ctx += [f"o2:{a}_{b}" for a, b in zip(observation, observation[1:], strict=False)]
-        task_set, obs_set, last_set, past = set(task), set(observation), set(last), set(context.past_actions)
+        ctx = np.concatenate(
+            [
+                self._field_ids("t", context.task),
+                self._field_ids("o", context.observation),
+                self._field_ids("h", context.past_actions[-1] if context.past_actions else ""),
+                self._field_ids("o2", context.observation),
+            ]
+        )
+        task_set, obs_set, last_set = set(task), set(observation), set(last)
         lin = []
         for action in context.candidates:
+            verb, objects = self._verb_and_objects(action)
+            key = (
+                verb,
+                tuple(w in task_set for w in objects),
+                tuple(w in obs_set for w in objects),
+                tuple(w in last_set for w in objects),
+                action in past,
+            )
+            ids = self._lin.get(key)
+            if ids is None:
+                ids = self._lin[key] = self._lin_ids(*key)
+            lin.append(ids)
+        return StepFeatures(ctx=ctx, act=[self.action_ids(action) for action in context.candidates], lin=lin)
+
+    def _field_ids(self, field: str, text: str) -> np.ndarray:
+        """Ids of one context field of `text`: t / o / h: its words, o2: its bigrams."""
+        ids = self._text_ids.get((field, text))
+        if ids is None:
+            words = self.words(text)
+            if field == "o2":
+                features = [f"o2:{a}_{b}" for a, b in zip(words, words[1:], strict=False)]
+            else:
+                features = [f"{field}:{w}" for w in words]
+            ids = np.asarray([self.id(f) for f in features], dtype=np.int64)
+            if len(self._text_ids) >= self.max_steps_memo:
+                self._text_ids.popitem(last=False)
+            self._text_ids[(field, text)] = ids
+        return ids
+
+    def _verb_and_objects(self, action: str) -> tuple[str, tuple[str, ...]]:
+        found = self._verb_objects.get(action)
+        if found is None:
             words = self.words(action)
-            verb = words[0] if words else ""
-            objects = [w for w in words[1:] if not w.isdigit() and w not in ("to", "from", "in", "on", "with")]
-            tags = [f"x:{verb}"]
-            tags += [f"xt:{verb}:{w in task_set}" for w in objects]
-            tags += [f"xo:{verb}:{w in obs_set}" for w in objects]
-            tags += [f"xh:{verb}:{w in last_set}" for w in objects]
-            tags.append(f"past:{verb}:{action in past}")
-            lin.append(np.asarray([self.id(tag) for tag in tags], dtype=np.int64))
-        return StepFeatures(
-            ctx=np.asarray([self.id(f) for f in ctx], dtype=np.int64),
-            act=[self.action_ids(action) for action in context.candidates],
-            lin=lin,
-        )
+            objects = tuple(w for w in words[1:] if not w.isdigit() and w not in ("to", "from", "in", "on", "with"))
+            found = self._verb_objects[action] = (words[0] if words else "", objects)
+        return found
+
+    def _lin_ids(
+        self, verb: str, in_task: tuple[bool, ...], in_obs: tuple[bool, ...], in_last: tuple[bool, ...], taken: bool
+    ) -> np.ndarray:
+        """Interaction ids of a candidate: its verb, with each object's presence in the task / observation / last
+        action, and whether the action was taken before."""
+        tags = [f"x:{verb}"]
+        tags += [f"xt:{verb}:{flag}" for flag in in_task]
+        tags += [f"xo:{verb}:{flag}" for flag in in_obs]
+        tags += [f"xh:{verb}:{flag}" for flag in in_last]
+        tags.append(f"past:{verb}:{taken}")
+        return np.asarray([self.id(tag) for tag in tags], dtype=np.int64)
 
 
 def _bags(groups: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,16 +248,73 @@ class CandidatePolicy(nn.Module):
     def step_log_probs(self, step: StepFeatures) -> tuple[np.ndarray, float]:
         """`log_probs` of one step in numpy on the live weights (no autograd: ~20x faster for rollouts).
 
-        Returns (log pi of its candidates (K,) float64, entropy in nats).
+        Returns (log pi of its candidates (K,) float64, entropy in nats). Memoised until the weights change
+        (`_NumpyForward`): per step, per candidate's action ids and per interaction-id array, so a state or an
+        action seen again since the last update costs a dict look-up. Do not modify the returned array.
         """
-        ctx_w, act_w, lin_w = (m.weight.detach().numpy() for m in (self.ctx, self.act, self.lin))
+        return self._numpy_forward().step(step)
+
+    def _numpy_forward(self) -> _NumpyForward:
+        forward = self.__dict__.get("_forward")
+        weights = (self.ctx.weight, self.act.weight, self.lin.weight)
+        if forward is None or not forward.current(weights):
+            forward = self.__dict__["_forward"] = _NumpyForward(weights)
+        return forward
+
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()  # copies and deep copies start without the memo
+        state.pop("_forward", None)
+        return state
+
+
+class _NumpyForward:
+    """`CandidatePolicy.step_log_probs` at one version of the weights, with its sums memoised.
+
+    Entries are keyed by the identity of the feature arrays and hold them, so an id is never reused while its
+    entry lives; the policy replaces the whole object when a weight changes (in place: its version counter moves;
+    or replaced: another tensor).
+    """
+
+    def __init__(self, weights: tuple[torch.Tensor, ...]) -> None:
+        self.weights, self.versions = weights, [w._version for w in weights]
+        self.ctx_w, self.act_w, self.lin_w = (w.detach().numpy() for w in weights)
+        self._steps: dict[int, tuple[StepFeatures, np.ndarray, float]] = {}
+        self._act: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._lin: dict[int, tuple[np.ndarray, np.floating]] = {}
+
+    def current(self, weights: tuple[torch.Tensor, ...]) -> bool:
+        """Whether these are the weights it was built on, unchanged since."""
+        mine = self.weights
+        return all(mine[k] is weights[k] and self.versions[k] == weights[k]._version for k in range(3))
+
+    def step(self, step: StepFeatures) -> tuple[np.ndarray, float]:
+        found = self._steps.get(id(step))
+        if found is not None and found[0] is step:
+            return found[1], found[2]
+        ctx_w = self.ctx_w
         ctx = ctx_w[step.ctx].mean(0) if len(step.ctx) else np.zeros(ctx_w.shape[1], dtype=ctx_w.dtype)
-        act = np.stack([act_w[ids].mean(0) if len(ids) else np.zeros_like(ctx) for ids in step.act])
-        lin = np.asarray([lin_w[ids, 0].sum() for ids in step.lin])
+        act = np.stack([self._act_mean(ids, ctx) for ids in step.act])
+        lin = np.asarray([self._lin_sum(ids) for ids in step.lin])
         logits = (act @ ctx + lin).astype(np.float64)
         shifted = logits - logits.max()
         log_p = shifted - np.log(np.exp(shifted).sum())
-        return log_p, float(-(np.exp(log_p) * log_p).sum())
+        entropy = float(-(np.exp(log_p) * log_p).sum())
+        self._steps[id(step)] = (step, log_p, entropy)
+        return log_p, entropy
+
+    def _act_mean(self, ids: np.ndarray, ctx: np.ndarray) -> np.ndarray:
+        if not len(ids):
+            return np.zeros_like(ctx)
+        found = self._act.get(id(ids))
+        if found is None or found[0] is not ids:
+            found = self._act[id(ids)] = (ids, self.act_w[ids].mean(0))
+        return found[1]
+
+    def _lin_sum(self, ids: np.ndarray) -> np.floating:
+        found = self._lin.get(id(ids))
+        if found is None or found[0] is not ids:
+            found = self._lin[id(ids)] = (ids, self.lin_w[ids, 0].sum())
+        return found[1]
 
 
 def segment_log_softmax(

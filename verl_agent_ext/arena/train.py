@@ -28,6 +28,7 @@ import torch
 from verl_agent_ext.arena.envs import arena_environment
 from verl_agent_ext.arena.policy import CandidatePolicy, FeatureHasher, chosen_log_probs, pack
 from verl_agent_ext.arena.rollout import Actor, columns, play_episode, play_group
+from verl_agent_ext.arena.row_adam import RowAdam
 from verl_agent_ext.arena.warm_start import behaviour_clone, demonstrations
 
 ISTAR = "istar"
@@ -155,7 +156,7 @@ def run_arena(
     behaviour_clone(policy, hasher, demos, config.bc_steps, config.bc_lr, config.bc_batch, seed)
     actor_cfg = omega_conf_to_dataclass(verl_config.actor_rollout_ref.actor)
     reference = copy.deepcopy(policy).requires_grad_(False) if actor_cfg.use_kl_loss else None
-    optimizer = torch.optim.Adam(policy.parameters(), lr=config.lr)
+    optimizer = RowAdam(policy.parameters(), lr=config.lr)  # torch's Adam, bit for bit, on the touched rows
     algorithm = verl_config.algorithm
     branching = _branching(verl_config, estimator, config)
     prm = _ImplicitPRM(copy.deepcopy(policy), algorithm, config.lr) if estimator == ISTAR else None

@@ -20,6 +20,7 @@ import torch
 
 from verl_agent_ext.arena.envs import ArenaEnvironment
 from verl_agent_ext.arena.policy import CandidatePolicy, Context, FeatureHasher, chosen_log_probs, pack
+from verl_agent_ext.arena.row_adam import RowAdam
 
 DEMO_VERSION = 1
 
@@ -92,7 +93,7 @@ def behaviour_clone(
     features = [hasher.features(context) for context, _ in demos]
     chosen = np.asarray([index for _, index in demos], dtype=np.int64)
     rng = np.random.default_rng([seed, 11])
-    optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
+    optimizer = RowAdam(policy.parameters(), lr=lr)
     loss = torch.zeros(())
     for _ in range(steps):
         rows = rng.choice(len(features), size=min(batch_size, len(features)), replace=False)

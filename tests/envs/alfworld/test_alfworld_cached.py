@@ -10,10 +10,13 @@ import pytest
 
 from verl_agent_ext.envs.alfworld.cached import (
     CachedAlfworldEnv,
+    TransitionTable,
     cache_dir,
     clear_tables,
     game_key,
+    get_table,
     readable_negations,
+    save_table,
     train_heldout_tasks,
 )
 from verl_agent_ext.envs.alfworld.env import AlfworldEnv
@@ -166,3 +169,27 @@ def test_state_key_keeps_the_negated_facts_the_grammar_reads(two_games):
     impure = dict(game, grammar=game["grammar"].replace("{r.name}", "{context['facts']}", 1))
     assert "{r.name}" in game["grammar"] and readable_negations(impure) is None
     assert readable_negations(dict(game, grammar="not a grammar")) is None
+
+
+def test_saving_skips_unchanged_tables_and_merges_both_ways(tmp_path, monkeypatch):
+    """A table is rewritten only when it grew; a save also brings in what another process wrote meanwhile."""
+    monkeypatch.setenv("VERL_AGENT_EXT_CACHE", str(tmp_path))
+    clear_tables()
+    mine = get_table("game", persist=True)
+    start = mine.intern(b"a" * 16, ("look", "go to desk 1"), ())
+    mine.transitions[(start, "look")] = (start, "You are in a room.", False)
+    path = save_table(mine)
+    written = path.stat().st_ino
+    assert not mine.changed and save_table(mine) == path and path.stat().st_ino == written  # nothing new: skipped
+    clear_tables()
+    other = get_table("game", persist=True)  # another process: reads the file, finds a new state
+    desk = other.intern(b"b" * 16, ("look",), ())
+    other.transitions[(other.intern(b"a" * 16, ("look", "go to desk 1"), ()), "go to desk 1")] = (desk, "Desk.", False)
+    save_table(other)
+    mine.transitions[(start, "inventory")] = (start, "You carry nothing.", False)
+    save_table(mine)
+    assert len(mine.digests) == 2 and len(mine.transitions) == 3 and mine.digests[start] == b"a" * 16
+    clear_tables()
+    assert isinstance(get_table("game", persist=True), TransitionTable)
+    assert len(get_table("game", persist=True).transitions) == 3
+    clear_tables()

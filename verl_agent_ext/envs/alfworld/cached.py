@@ -26,11 +26,13 @@ state (see benchmarks/bench_arena_envs.py for the hit rates of both keys).
 
 Persistence (persist=True): tables live in $VERL_AGENT_EXT_CACHE/alfworld/transitions-v<N>/<game digest>.pkl,
 keyed by the game file's content and versioned by CACHE_VERSION and the textworld / alfworld versions; a save
-merges with what is on disk (another process may have added states) and replaces the file atomically.
+merges with what is on disk both ways (the file gets this process's states, this process gets what other processes
+added since) and replaces the file atomically; a table that holds nothing new is not written again.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -57,6 +59,7 @@ from verl_agent_ext.envs.text import normalise
 CACHE_VERSION = 2  # 2: the state key leaves out negated facts the game's text cannot read
 
 
+@functools.cache
 def _engine_versions() -> str:
     names = []
     for package in ("textworld", "alfworld", "fast-downward-textworld"):
@@ -117,7 +120,7 @@ class TransitionTable:
     inventory[s]: what the agent holds there (for anchor_inventory); transitions[(s, command)] =
     (next state, feedback text stripped, won); initial = (state, room text, task description) after reset;
     plans[(s, shortest)]: `AlfworldEnv.plan` from s; operators[(s, command)] = (PDDL operator id, number of effect
-    atoms), in memory only (not written to disk).
+    atoms) and canonical[s] = {normalised command: admissible command}, in memory only (not written to disk).
     """
 
     game_key: str
@@ -128,8 +131,20 @@ class TransitionTable:
     initial: tuple[int, str, str] | None = None
     plans: dict[tuple[int, bool], tuple[str, ...]] = field(default_factory=dict)
     operators: dict[tuple[int, str], tuple[int, int]] = field(default_factory=dict, repr=False)
+    canonical: dict[int, dict[str, str]] = field(default_factory=dict, repr=False)
     _ids: dict[bytes, int] = field(default_factory=dict, repr=False)
     _shared: dict[Any, Any] = field(default_factory=dict, repr=False)
+    _synced: tuple[int, int, int, bool] = field(default=(0, 0, 0, False), repr=False)
+
+    @property
+    def size(self) -> tuple[int, int, int, bool]:
+        """(states, transitions, plans, initial known): tables only grow, so an equal size means no change."""
+        return len(self.digests), len(self.transitions), len(self.plans), self.initial is not None
+
+    @property
+    def changed(self) -> bool:
+        """Whether it holds anything its file did not when last read or written (`save_table` marks it)."""
+        return self.size != self._synced
 
     def intern(self, digest: bytes, admissible: Sequence[str], inventory: Sequence[str]) -> int:
         """The id of the state with `digest`, added if new; a known state must answer the same commands."""
@@ -164,16 +179,18 @@ class TransitionTable:
 
     def __getstate__(self) -> dict[str, Any]:
         # Operator ids come from this process's PDDL translation: they are not written to disk.
-        return {k: v for k, v in self.__dict__.items() if k not in ("_ids", "_shared", "operators")}
+        return {k: v for k, v in self.__dict__.items() if k not in _NOT_PICKLED}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         state.setdefault("plans", {})
         self.__dict__.update(state)
         self._ids = {digest: index for index, digest in enumerate(self.digests)}
         self._shared = {}  # pickle kept equal objects shared
-        self.operators = {}
+        self.operators, self.canonical = {}, {}
+        self._synced = self.size
 
 
+_NOT_PICKLED = ("_ids", "_shared", "operators", "canonical", "_synced")
 _TABLES: dict[str, TransitionTable] = {}
 _GAME_KEYS: dict[tuple[str, int, int], str] = {}
 
@@ -211,17 +228,21 @@ def _read_table(key: str) -> TransitionTable | None:
 
 
 def save_table(table: TransitionTable) -> Path:
-    """Merge `table` with its file on disk and write it atomically; returns the file."""
+    """Merge `table` with its file on disk (both ways: what other processes added since comes into `table` too)
+    and write it atomically; returns the file. A table holding nothing new since it was last read or written is
+    not written again."""
     path = _table_file(table.game_key)
+    if not table.changed and path.is_file():
+        return path
     on_disk = _read_table(table.game_key)
     if on_disk is not None:
-        on_disk.merge(table)
-        table = on_disk
+        table.merge(on_disk)  # appends states: ids in use stay valid
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, staging = tempfile.mkstemp(prefix=".staging-", dir=path.parent)
     with os.fdopen(handle, "wb") as out:
         pickle.dump({"version": CACHE_VERSION, "table": table}, out, protocol=pickle.HIGHEST_PROTOCOL)
     os.replace(staging, path)
+    table._synced = table.size
     return path
 
 
@@ -264,7 +285,6 @@ class CachedAlfworldEnv(AlfworldEnv):
         self._commands: list[str] = []  # valid commands of this episode, in order
         self._states: list[int] = []  # the state each of them was sent in
         self._engine_depth: int | None = None  # commands of this episode the engine has applied; None: not reset
-        self._canonical: dict[int, dict[str, str]] = {}
         self._used: set[str] = set()
         self.hits = 0
         self.misses = 0
@@ -276,7 +296,7 @@ class CachedAlfworldEnv(AlfworldEnv):
         path = game_file(task.task_id)
         table = get_table(game_key(path), self.persist)
         if self._table is not table:
-            self._table, self._canonical = table, {}
+            self._table = table
             self._used.add(table.game_key)
         self._path_file = path
         self._engine_depth = None
@@ -374,12 +394,12 @@ class CachedAlfworldEnv(AlfworldEnv):
 
     def _canonical_command(self, action: str) -> str | None:
         """The admissible command `match_admissible` would pick (first one equal up to case and whitespace)."""
-        lookup = self._canonical.get(self._state)
+        lookup = self._table.canonical.get(self._state)
         if lookup is None:
             lookup = {}
-            for command in self._observation.admissible_actions:
+            for command in self._table.admissible[self._state]:
                 lookup.setdefault(normalise(command), command)
-            self._canonical[self._state] = lookup
+            self._table.canonical[self._state] = lookup
         found = lookup.get(action)
         return found if found is not None else lookup.get(normalise(action))
 
