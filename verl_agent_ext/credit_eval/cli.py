@@ -63,6 +63,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--temperature", type=float, default=1.0, help="language-model policy: sampling temperature")
     parser.add_argument("--response-length", type=int, default=24, help="language-model policy: tokens per answer")
     parser.add_argument("--num-threads", type=int, default=0, help="language-model policy: torch CPU threads (0: all)")
+    parser.add_argument(
+        "--solvable-within",
+        type=int,
+        default=0,
+        help="language-model policy: play only the games the searching expert wins within N steps, as train-local's "
+        "option (0: all)",
+    )
     parser.add_argument("--tasks", type=int, default=12, help="tasks (groups) per seed and epsilon (default 12)")
     parser.add_argument("--group-size", type=int, default=8, help="rollouts per task (default 8)")
     parser.add_argument("--max-steps", type=int, default=30, help="step limit per rollout (default 30)")
@@ -142,8 +149,8 @@ def check_policy(args: argparse.Namespace) -> None:
         return
     if args.env != "alfworld" or args.epsilon is not None or args.official:
         raise UserError(f"--policy {args.policy}: a language model plays --env alfworld, no --epsilon or --official")
-    if args.temperature <= 0 or args.response_length < 1 or args.num_threads < 0:
-        raise UserError("--temperature must be > 0, --response-length >= 1 and --num-threads >= 0")
+    if args.temperature <= 0 or args.response_length < 1 or min(args.num_threads, args.solvable_within) < 0:
+        raise UserError("--temperature must be > 0, --response-length >= 1, --num-threads and --solvable-within >= 0")
     args.epsilon = [args.temperature]  # the rows' epsilon column holds the temperature (llm_rollouts.py)
 
 
@@ -196,6 +203,7 @@ def evaluate_command(args: argparse.Namespace, specs: list, algorithms: dict) ->
             "policy": args.policy,
             "temperature": None if args.policy == EPSILON_EXPERT else args.temperature,
             "response_length": None if args.policy == EPSILON_EXPERT else args.response_length,
+            "solvable_within": None if args.policy == EPSILON_EXPERT else args.solvable_within,
         },
         "load_average": list(os.getloadavg()),
         "rollouts": {

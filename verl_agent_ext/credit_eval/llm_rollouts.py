@@ -11,8 +11,11 @@ Two columns differ in meaning from the epsilon-expert rows: `epsilon` holds the 
 behaviour's randomness knob; `split_batches` keys the batches by it), and `step_entropy` is the mean surprisal
 -log p of the sampled response tokens (a one-sample estimate of the mean token entropy; 0 for an empty answer).
 
-Games: seed s plays the games s * tasks ... (s + 1) * tasks - 1 of one fixed shuffle of the pool (wrapping around),
-so seeds 0 ... k - 1 play disjoint games while k * tasks <= the pool's size.
+Games: by default the generated training games the shipped warm start learnt from (`LLM_GAMES_PER_TYPE` of
+pick_and_place_simple, its task type; on other games it won 1 of 24), optionally only those the searching expert
+wins within `--solvable-within` steps (a policy imitating it rarely wins the others). Seed s plays the games
+s * tasks ... (s + 1) * tasks - 1 of one fixed shuffle of the pool (wrapping around), so seeds 0 ... k - 1 play
+disjoint games while k * tasks <= the pool's size.
 """
 
 from __future__ import annotations
@@ -63,6 +66,7 @@ def policy_trainer_config(args: argparse.Namespace, out_dir: str):
         games_per_type=LLM_GAMES_PER_TYPE,
         temperature=args.temperature,
         response_length=args.response_length,
+        solvable_within=args.solvable_within,
         estimator="grpo",  # unused: the trainer only plays
     )
     return config, checkpoint
@@ -72,7 +76,7 @@ class LLMRollouts:
     """A language-model policy and a replay environment; `rows(seed, progress)` plays and labels one seed's batch.
 
     args: credit-eval's parsed command line (policy, tasks, group_size, max_steps, temperature, response_length,
-    num_threads, task_types, games). Call `close()` when done.
+    num_threads, solvable_within, task_types, games). Call `close()` when done.
     """
 
     def __init__(self, args: argparse.Namespace, oracle: PlanOracle) -> None:
