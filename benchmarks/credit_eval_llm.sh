@@ -3,11 +3,11 @@
 # of the shipped warm start at temperature 1.0 (2 games x 8 episodes of <= 15 steps per seed, seeds on disjoint
 # games), then AUC against theta for every matcher and both step texts on seeds 0-4, then the chosen settings on the
 # held-out seeds 5-9 (200 bootstrap resamples over tasks).
-#   bash benchmarks/credit_eval_llm.sh [OUT]        (default OUT=runs/ce_llm; the rows: ~10 CPU-min per seed)
+#   bash benchmarks/credit_eval_llm.sh [OUT]        (default OUT=runs/ce_llm; the rows: 4-5 min per seed on one core)
 set -euo pipefail
 OUT=${1:-runs/ce_llm}
-POLICY=(--policy alfworld-pick-smollm2-135m --temperature 1.0 --tasks 2 --group-size 8 --max-steps 15 --solvable-within 15
-        --response-length 16 --num-threads 1)
+POLICY=(--policy alfworld-pick-smollm2-135m --temperature 1.0 --tasks 2 --group-size 8 --max-steps 15
+        --solvable-within 15 --response-length 16 --num-threads 1)
 A=scpo:scpo.alpha_scale=success_return:scpo.alpha=1:scpo.reference=all   # the SCPO defaults, spelled out
 
 # 1. labelled rows, one process per seed (a seed's rows survive an interrupted run; rerun skips finished seeds)
@@ -32,3 +32,9 @@ held() {
 }
 verl-agent-ext credit-eval --rows "$HELD" --estimators "grpo,gigpo,$(held obs_action),$(held obs_response)" \
     --bootstrap 200 --out "$OUT/held"
+# paired differences against exact matching on the same held-out rows, per step text; what the texts hold
+for text in obs_action obs_response; do
+  python benchmarks/credit_eval_paired.py --rows "$HELD" --baseline "$A:scpo.matcher=exact:scpo.step_text=$text" \
+      --estimators "$(held "$text" | cut -d, -f2-),gigpo"
+done
+python benchmarks/credit_eval_text_stats.py --rows "$TUNE,$HELD"
