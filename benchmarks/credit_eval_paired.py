@@ -35,18 +35,18 @@ def group_failed_aucs(columns: dict, advantage: np.ndarray) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", required=True)
+    parser.add_argument("--rows", required=True, help="rows.jsonl.gz file(s) of credit-eval runs, comma-separated")
     parser.add_argument("--baseline", required=True, help="estimator spec, as credit-eval --estimators takes it")
     parser.add_argument("--estimators", required=True, help="comma-separated estimator specs")
     parser.add_argument("--paraphrase", action="store_true", help="score the rows' paraphrased texts")
     parser.add_argument("--bootstrap", type=int, default=2000)
     args = parser.parse_args()
 
-    from verl_agent_ext.credit_eval.cli import paraphrased
+    from verl_agent_ext.credit_eval.cli import paraphrased, read_row_files
     from verl_agent_ext.credit_eval.estimators import algorithm_config, estimator_advantages, parse_estimators
-    from verl_agent_ext.credit_eval.rollouts import read_rows, split_batches
+    from verl_agent_ext.credit_eval.rollouts import split_batches
 
-    batches = split_batches(read_rows(args.rows))
+    batches = split_batches(read_row_files(args.rows.split(",")))
     if args.paraphrase:
         batches = paraphrased(batches)
     specs = parse_estimators(f"{args.baseline},{args.estimators}")

@@ -4,6 +4,8 @@
         --group-size 8 --max-steps 30 --seed 0 --out DIR [--set algorithm.scpo.theta=0.8 ...]
     verl-agent-ext credit-eval --estimators "gigpo,gigpo:gigpo.mode=mean_std_norm,scpo:scpo.alpha=5" \\
         --epsilon 0.25,0.5,0.75 --seed 0,1,2,3,4 --out DIR
+    verl-agent-ext credit-eval --policy alfworld-pick-smollm2-135m --temperature 1.0 --tasks 2 --group-size 8 \\
+        --max-steps 12 --seed 0 --num-threads 1 --out DIR      # SmolLM2 rollouts (credit_eval/llm_rollouts.py)
 
 Prints a markdown table (one row per estimator and epsilon) and writes DIR/credit_eval.json and
 DIR/credit_eval.png. Labels are cached ($VERL_AGENT_EXT_CACHE/credit_eval/plans), so a second run of the same
@@ -19,6 +21,7 @@ import time
 from pathlib import Path
 
 ENVIRONMENTS = ("alfworld", "webshop")
+EPSILON_EXPERT = "epsilon-expert"  # the scripted behaviour; llm_rollouts.py imports heavy modules, so not from there
 
 
 def _floats(text: str) -> list[float]:
@@ -46,7 +49,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_estimator_arguments(
         parser, "grpo,gigpo,scpo", "verl config setting for every estimator, as in training (algorithm.scpo.theta=0.8)"
     )
-    parser.add_argument("--epsilon", type=_floats, default=[0.5], help="random-action rate(s), e.g. 0.25,0.5,0.75")
+    parser.add_argument(
+        "--policy",
+        default=EPSILON_EXPERT,
+        help=f"alfworld: who plays: {EPSILON_EXPERT} (default: the planner's next action, else a random one at rate "
+        "--epsilon), or a language model as `verl-agent-ext eval --policy` takes it (a shipped adapter such as "
+        "alfworld-pick-smollm2-135m, a PEFT adapter folder, a train-local run, a model), played through the agent "
+        "loop on the warm start's games (pick_and_place_simple unless --task-types); rows carry its response_text",
+    )
+    parser.add_argument(
+        "--epsilon", type=_floats, default=None, help="random-action rate(s), e.g. 0.25,0.5,0.75 (default 0.5)"
+    )
+    parser.add_argument("--temperature", type=float, default=1.0, help="language-model policy: sampling temperature")
+    parser.add_argument("--response-length", type=int, default=24, help="language-model policy: tokens per answer")
+    parser.add_argument("--num-threads", type=int, default=0, help="language-model policy: torch CPU threads (0: all)")
+    parser.add_argument(
+        "--solvable-within",
+        type=int,
+        default=0,
+        help="language-model policy: play only the games the searching expert wins within N steps, as train-local's "
+        "option (0: all)",
+    )
     parser.add_argument("--tasks", type=int, default=12, help="tasks (groups) per seed and epsilon (default 12)")
     parser.add_argument("--group-size", type=int, default=8, help="rollouts per task (default 8)")
     parser.add_argument("--max-steps", type=int, default=30, help="step limit per rollout (default 30)")
@@ -65,8 +88,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--rows",
         default=None,
-        help="evaluate the labelled rows of an earlier run (its DIR/rows.jsonl.gz) instead of rolling out; "
-        "epsilons and seeds come from the file",
+        help="evaluate the labelled rows of earlier runs (their DIR/rows.jsonl.gz, comma-separated) instead of "
+        "rolling out; epsilons (temperatures of a language-model policy) and seeds come from the files",
     )
     parser.add_argument(
         "--paraphrase",
@@ -92,12 +115,14 @@ def run(args: argparse.Namespace) -> int:
     for name in ("tasks", "group_size", "max_steps"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    check_policy(args)
     if not args.epsilon or any(not 0.0 <= e <= 1.0 for e in args.epsilon) or not args.seed:
         raise UserError("--epsilon needs values in [0, 1] and --seed at least one seed")
     if args.games is not None:
         existing_folder(args.games, "--games")
-    if args.rows is not None and not Path(args.rows).is_file():
-        raise UserError(f"--rows {args.rows} is not a file (an earlier run's DIR/rows.jsonl.gz)")
+    for path in args.rows.split(",") if args.rows is not None else []:
+        if not Path(path).is_file():
+            raise UserError(f"--rows {path} is not a file (an earlier run's DIR/rows.jsonl.gz)")
     from verl_agent_ext.credit_eval.estimators import algorithm_config, parse_estimators
     from verl_agent_ext.envs.alfworld.generator import TASK_TYPES
 
@@ -115,23 +140,40 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_policy(args: argparse.Namespace) -> None:
+    """The settings of `--policy` (fills `--epsilon`: its default, or the temperature of a language model)."""
+    from verl_agent_ext.errors import UserError
+
+    if args.policy == EPSILON_EXPERT:
+        args.epsilon = [0.5] if args.epsilon is None else args.epsilon
+        return
+    if args.env != "alfworld" or args.epsilon is not None or args.official:
+        raise UserError(f"--policy {args.policy}: a language model plays --env alfworld, no --epsilon or --official")
+    if args.temperature <= 0 or args.response_length < 1 or min(args.num_threads, args.solvable_within) < 0:
+        raise UserError("--temperature must be > 0, --response-length >= 1, --num-threads and --solvable-within >= 0")
+    args.epsilon = [args.temperature]  # the rows' epsilon column holds the temperature (llm_rollouts.py)
+
+
 def evaluate_command(args: argparse.Namespace, specs: list, algorithms: dict) -> str:
     """Roll out, label, run every estimator, write the files; returns the markdown table."""
     from tqdm import tqdm
 
     from verl_agent_ext.credit_eval.oracle import PlanOracle
     from verl_agent_ext.credit_eval.report import markdown_table, plot, rollout_summary, write_json
-    from verl_agent_ext.credit_eval.rollouts import concat_rows, read_rows, split_batches, write_rows
+    from verl_agent_ext.credit_eval.rollouts import concat_rows, split_batches, write_rows
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.rows:
-        batches, rollout_seconds, oracle = split_batches(read_rows(args.rows)), 0.0, PlanOracle(None)
+        batches, rollout_seconds, oracle = split_batches(read_row_files(args.rows.split(","))), 0.0, PlanOracle(None)
         args.epsilon = sorted({epsilon for epsilon, _ in batches})
         args.seed = sorted({seed for _, seed in batches})
     else:
         start = time.perf_counter()
-        batches, oracle = roll_out_webshop(args) if args.env == "webshop" else roll_out(args)
+        if args.env == "webshop":
+            batches, oracle = roll_out_webshop(args)
+        else:
+            batches, oracle = roll_out(args) if args.policy == EPSILON_EXPERT else roll_out_llm(args)
         rollout_seconds = time.perf_counter() - start
         write_rows(out / "rows.jsonl.gz", concat_rows(list(batches.values())))
     if args.paraphrase:
@@ -158,6 +200,10 @@ def evaluate_command(args: argparse.Namespace, specs: list, algorithms: dict) ->
             "set": args.settings,
             "bootstrap": args.bootstrap,
             "paraphrase": args.paraphrase,
+            "policy": args.policy,
+            "temperature": None if args.policy == EPSILON_EXPERT else args.temperature,
+            "response_length": None if args.policy == EPSILON_EXPERT else args.response_length,
+            "solvable_within": None if args.policy == EPSILON_EXPERT else args.solvable_within,
         },
         "load_average": list(os.getloadavg()),
         "rollouts": {
@@ -219,6 +265,41 @@ def roll_out(args: argparse.Namespace) -> tuple[dict, object]:
     batches = play_batches(args, play)
     env.close()
     return batches, oracle
+
+
+def roll_out_llm(args: argparse.Namespace) -> tuple[dict, object]:
+    """Labelled rollouts of the language-model policy per (temperature, seed), with a progress bar."""
+    from tqdm import tqdm
+
+    from verl_agent_ext.credit_eval.llm_rollouts import LLMRollouts
+    from verl_agent_ext.credit_eval.oracle import PlanOracle, default_cache_dir
+    from verl_agent_ext.errors import user_input_errors
+
+    oracle = PlanOracle(None if args.no_cache else default_cache_dir())
+    with user_input_errors():  # unknown model or adapter, no games of the task types: before any episode
+        rollouts = LLMRollouts(args, oracle)
+    batches = {}
+    total = len(args.seed) * args.tasks * args.group_size
+    try:
+        desc = f"rollouts ({args.policy}, T={args.temperature:g}, labelled)"
+        with tqdm(total=total, desc=desc, unit="episode") as bar:
+            for seed in args.seed:
+                batches[args.temperature, seed] = rollouts.rows(seed, progress=lambda: bar.update())
+                bar.set_postfix(planner=oracle.planner_calls, cached=oracle.prefix_hits + oracle.state_hits)
+    finally:
+        rollouts.close()
+    return batches, oracle
+
+
+def read_row_files(paths: list[str]) -> dict:
+    """The rows of several `rows.jsonl.gz` files, concatenated (they must have the same columns)."""
+    from verl_agent_ext.credit_eval.rollouts import concat_rows, read_rows
+    from verl_agent_ext.errors import UserError
+
+    parts = [read_rows(path) for path in paths]
+    if any(set(part) != set(parts[0]) for part in parts):
+        raise UserError(f"--rows {','.join(paths)}: the files have different columns (rows of different kinds)")
+    return concat_rows(parts)
 
 
 def play_batches(args: argparse.Namespace, play) -> dict:

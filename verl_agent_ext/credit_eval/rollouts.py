@@ -28,7 +28,7 @@ import numpy as np
 
 from verl_agent_ext.credit_eval.oracle import PlanOracle, game_key
 from verl_agent_ext.envs.alfworld.env import AlfworldEnv
-from verl_agent_ext.envs.base import Task
+from verl_agent_ext.envs.base import Observation, Task
 from verl_agent_ext.envs.play_cli import interleave_by_type
 
 LABEL_COLUMNS = ("d_before", "d_after", "progress", "good")
@@ -71,6 +71,10 @@ def mixture_entropy(num_actions: int, expert_admissible: bool, epsilon: float) -
     return -sum(p * math.log(p) for p in probabilities if p > 0)
 
 
+Behaviour = Callable[[int, Observation, list[str]], tuple[str, float] | None]
+"""(step index, observation, the oracle's plan from it) -> (action, step_entropy), or None to end the episode."""
+
+
 def rollout_rows(
     spec: RolloutSpec,
     pool: Sequence[Task],
@@ -85,51 +89,69 @@ def rollout_rows(
     """
     rows: list[dict] = []
     for task_index, task in enumerate(choose_tasks(pool, spec.tasks, spec.seed)):
-        game = game_key(task.task_id)
         uid = f"s{spec.seed}-e{spec.epsilon:g}-t{task_index}"
         for member in range(spec.group_size):
             rng = np.random.default_rng([spec.seed, task_index, member, round(spec.epsilon * 1000)])
-            rows.extend(_one_rollout(env, oracle, task, game, uid, f"{uid}-r{member}", spec, rng))
+            behaviour = epsilon_expert(spec.epsilon, rng)
+            steps, won = labelled_episode(env, oracle, task, (uid, f"{uid}-r{member}"), spec.max_steps, behaviour)
+            rows.extend(finish_episode(steps, won, spec.seed, spec.epsilon))
             if progress is not None:
                 progress()
     return columns_of(rows)
 
 
-def _one_rollout(
-    env: AlfworldEnv,
-    oracle: PlanOracle,
-    task: Task,
-    game: str,
-    uid: str,
-    traj_uid: str,
-    spec: RolloutSpec,
-    rng: np.random.Generator,
-) -> list[dict]:
-    observation = env.reset(task)
-    prefix: list[str] = []
-    plan = oracle.plan(env, game, prefix)
-    steps: list[dict] = []
-    for step_index in range(spec.max_steps):
+def epsilon_expert(epsilon: float, rng: np.random.Generator) -> Behaviour:
+    """The module docstring's behaviour: the plan's next action w.p. 1 - epsilon, else a random admissible one."""
+
+    def choose(step_index: int, observation: Observation, plan: list[str]) -> tuple[str, float]:
         admissible = observation.admissible_actions
         expert = plan[0] if plan and plan[0] in admissible else None
-        if expert is None or rng.random() < spec.epsilon:
+        if expert is None or rng.random() < epsilon:
             action = admissible[rng.integers(len(admissible))] if admissible else "look"
         else:
             action = expert
         others = len(admissible) if expert is not None else max(len(admissible), 1)
-        entropy = mixture_entropy(others, expert is not None, spec.epsilon)
+        return action, mixture_entropy(others, expert is not None, epsilon)
+
+    return choose
+
+
+def labelled_episode(
+    env: AlfworldEnv,
+    oracle: PlanOracle,
+    task: Task,
+    uids: tuple[str, str],
+    max_steps: int,
+    behaviour: Behaviour,
+) -> tuple[list[dict], bool]:
+    """One episode of `behaviour` on `task`, every step labelled by the oracle: (step rows, won).
+
+    uids: (group uid, trajectory uid). The episode ends when the game does, after `max_steps` steps, or when
+    `behaviour` returns None.
+    """
+    game = game_key(task.task_id)
+    observation = env.reset(task)
+    prefix: list[str] = []
+    plan = oracle.plan(env, game, prefix)
+    steps: list[dict] = []
+    won = False
+    for step_index in range(max_steps):
+        choice = behaviour(step_index, observation, plan)
+        if choice is None:
+            break
+        action, entropy = choice
         result = env.step(action)
         if not result.invalid:
             prefix.append(action)
         next_plan = [] if result.won else oracle.plan(env, game, prefix, None if result.invalid else plan)
         d_before = PlanOracle.distance(plan, won=False)
         d_after = PlanOracle.distance(next_plan, won=result.won)
-        ids = (uid, traj_uid, step_index)
+        ids = (*uids, step_index)
         steps.append(labelled_step(ids, task, observation, action, result, entropy, (d_before, d_after)))
-        plan, observation = next_plan, result.observation
+        plan, observation, won = next_plan, result.observation, result.won
         if result.done:
             break
-    return finish_episode(steps, result.won, spec)
+    return steps, won
 
 
 def labelled_step(
@@ -162,7 +184,7 @@ def labelled_step(
     }
 
 
-def finish_episode(steps: list[dict], won: bool, spec: RolloutSpec) -> list[dict]:
+def finish_episode(steps: list[dict], won: bool, seed: int, epsilon: float) -> list[dict]:
     """Adds the episode columns (outcome, return, length, seed, epsilon) to every step row of one rollout."""
     episode_return = float(sum(step["step_reward"] for step in steps))
     for step in steps:
@@ -171,8 +193,8 @@ def finish_episode(steps: list[dict], won: bool, spec: RolloutSpec) -> list[dict
             episode_return=episode_return,
             episode_length=len(steps),
             episode_truncated=not won,
-            seed=spec.seed,
-            epsilon=spec.epsilon,
+            seed=seed,
+            epsilon=epsilon,
         )
     return steps
 

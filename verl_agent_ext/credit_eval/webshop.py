@@ -301,4 +301,4 @@ def _one_rollout(env, task, uid, traj_uid, spec, rng, writer, other_attributes) 
         observation = result.observation
         if result.done:
             break
-    return finish_episode(steps, result.won, spec)
+    return finish_episode(steps, result.won, spec.seed, spec.epsilon)
