@@ -159,9 +159,10 @@ def test_single_path_when_branching_is_off_or_validating(grow, table, sspo_confi
 
 def test_a_finished_branch_hands_its_steps_to_the_next(grow, table, sspo_config):
     config = sspo_config(max_trajectories_per_group=2, max_env_steps_per_group=8)  # 2 branches share 8 steps
-    # calls: the two sampled at the start (right, left); branch 1 wins in 3 steps; branch 2 needs 5 steps
-    # (left, left, right, right, right): it wins on the 5 steps branch 1 leaves
-    script = iter(["go right", "go left", "go right", "go right", "go left", "go right", "go right", "go right"])
+    # calls: the two sampled at once at the start (both "go right": the order in which concurrent requests are
+    # served cannot matter); branch 1 then wins in 3 steps (right, right, right); branch 2 needs 5 (right, left,
+    # right, right, right): it wins on the 5 steps branch 1 leaves. After the fork the calls are sequential.
+    script = iter(["go right", "go right", "go right", "go right", "go left", "go right", "go right", "go right"])
     outputs, loop, _ = grow(config, lambda prompt: f"<action>{next(script)}</action>")
     trajs = by_traj(outputs)
     assert sorted(len(rows) for rows in trajs.values()) == [3, 5] and loop.last_tree_stats.env_steps == 8

@@ -328,7 +328,8 @@ class SSPOConfig:
     max_states: cap of the state-score table (least recently updated states are evicted beyond it).
     branching: fork episodes at promising states (False: score-supervised credit only, one path per session).
     max_trajectories_per_group / max_env_steps_per_group: caps of one group's branching rollout, split evenly
-        over its `rollout.n` sessions; None env steps: rollout.n x env.max_steps (a GRPO group's worst case).
+        over its `rollout.n` sessions and spent depth first within a session (`agent/branching.py`); None env
+        steps: rollout.n x env.max_steps (a GRPO group's worst case).
     """
 
     alpha: float = 50.0
